@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="xend-vfb",
+    version="0.1.0",
+    description="Paravirtual display and keyboard devices (vfb, vkbd) for Xen guests, "
+    "as a xend-style device-controller plugin",
+    packages=find_packages(include=["xend_vfb", "xend_vfb.*"]),
+    package_data={"xend_vfb.xenstore": ["shim.c"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "Twisted>=24.3",
+        "pyxs==0.4.1",
+        "zope.interface>=6",
+        "Pillow>=10",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "pytest-timeout>=2",
+            "hypothesis>=6",
+            "vncdotool>=1.2",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "xend-vfb = xend_vfb.cli:main",
+            "xend-vfb-backend = xend_vfb.backend.main:main",
+            "xend-vfb-guest = xend_vfb.guest.main:main",
+        ],
+    },
+)

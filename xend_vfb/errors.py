@@ -1,0 +1,63 @@
+"""One exception tree for the whole project.
+
+Every error a user can see derives from `XendVfbError`; its `str()` is the one
+line the CLI prints after ``Error:``.  Errors about input are also
+`ValueError`, as pyxs's `InvalidPath` is, so generic code can catch either.
+"""
+
+__all__ = [
+    "XendVfbError",
+    "ConfigError",
+    "XenstoreError",
+    "XenstoreConnectionError",
+    "XenstoreTimeout",
+    "TransactionConflict",
+    "DeviceError",
+    "GuestError",
+    "BackendError",
+    "DaemonError",
+]
+
+
+class XendVfbError(Exception):
+    """Base of every error this project reports to a user."""
+
+
+class ConfigError(XendVfbError, ValueError):
+    """A domain or device configuration is invalid; the message names the key and value."""
+
+
+class XenstoreError(XendVfbError):
+    """xenstored answered a request with an error (``errno`` set, e.g. ENOENT)."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class XenstoreConnectionError(XendVfbError):
+    """The connection to xenstored could not be made or was lost."""
+
+
+class XenstoreTimeout(XenstoreConnectionError):
+    """xenstored did not answer a request within the bound."""
+
+
+class TransactionConflict(XenstoreError):
+    """A transaction kept conflicting (EAGAIN) after every allowed retry."""
+
+
+class DeviceError(XendVfbError):
+    """A device could not be created, connected or destroyed."""
+
+
+class GuestError(XendVfbError, ValueError):
+    """A guest wrote something invalid to its shared page, rings or xenstore area."""
+
+
+class BackendError(XendVfbError):
+    """A backend process could not be started or failed."""
+
+
+class DaemonError(XendVfbError):
+    """The daemon is not reachable or refused a request."""
