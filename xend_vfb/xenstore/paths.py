@@ -1,0 +1,44 @@
+"""Path helpers named after the xenstore place they build (REFERENCE.md section 3)."""
+
+__all__ = [
+    "domainPath",
+    "frontendPath",
+    "backendPath",
+    "backendDomainPath",
+    "privatePath",
+    "PRIVATE_ROOT",
+]
+
+#: Toolstack-private state (device records, secrets): owned by domain 0, no access
+#: for guests.  libxl keeps the same kind of record under /libxl.
+PRIVATE_ROOT = "/xend-vfb"
+
+
+def domainPath(domid: int) -> str:
+    """The guest's home: /local/domain/D."""
+    return f"/local/domain/{domid}"
+
+
+def frontendPath(domid: int, devClass: str, devid: int) -> str:
+    """The guest's side of a device: /local/domain/D/device/C/N."""
+    return f"/local/domain/{domid}/device/{devClass}/{devid}"
+
+
+def backendDomainPath(domid: int, devClass: str, backendDomid: int = 0) -> str:
+    """All of one guest's devices of a class in the backend domain."""
+    return f"/local/domain/{backendDomid}/backend/{devClass}/{domid}"
+
+
+def backendPath(domid: int, devClass: str, devid: int, backendDomid: int = 0) -> str:
+    """The backend's side of a device: /local/domain/0/backend/C/D/N."""
+    return f"{backendDomainPath(domid, devClass, backendDomid)}/{devid}"
+
+
+def privatePath(domid: int, devClass: str | None = None, devid: int | None = None) -> str:
+    """Toolstack-private record of a domain, or of one of its devices."""
+    path = f"{PRIVATE_ROOT}/{domid}"
+    if devClass is not None:
+        path += f"/device/{devClass}"
+        if devid is not None:
+            path += f"/{devid}"
+    return path
