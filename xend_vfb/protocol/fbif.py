@@ -184,9 +184,7 @@ class FbPage:
         if len(page) < IN_RING.offset:
             raise ValueError(f"vfb page: {len(page)} bytes, needs {IN_RING.offset}")
         layout = pdLayout(protocol)
-        width, height, line_length, mem_length, depth = _HEADER.unpack_from(
-            page, _HEADER_OFFSET
-        )
+        width, height, line_length, mem_length, depth = _HEADER.unpack_from(page, _HEADER_OFFSET)
         where = "vfb page"
         notes: list[str] = []
         _checkDepth(where, depth)
@@ -261,7 +259,7 @@ def framebufferFrames(dirs: Sequence[Page | bytes], mem_length: int, protocol: s
 
 
 def directoryPages(frames: Sequence[int], protocol: str) -> list[bytes]:
-    """Directory pages (4096 bytes each) listing ``frames``: the guest's side of `framebufferFrames`."""
+    """The 4096-byte directory pages listing ``frames``: `framebufferFrames`, guest side."""
     layout = pdLayout(protocol)
     per = layout.framesPerDirectory
     pages = []
@@ -276,7 +274,6 @@ def directoryPages(frames: Sequence[int], protocol: str) -> list[bytes]:
 _UPDATE = struct.Struct("<B3x4i20x")
 _RESIZE = struct.Struct("<B3x5i16x")
 _REFRESH = struct.Struct("<B3xI32x")
-_TYPE = struct.Struct("<B")
 
 
 @dataclass(frozen=True)
@@ -295,7 +292,7 @@ class UpdateEvent:
 
 @dataclass(frozen=True)
 class ResizeEvent:
-    """Out: the guest now shows ``width`` x ``height`` at ``depth``, rows ``stride`` apart from ``offset``."""
+    """Out: the guest now shows width x height x depth, ``stride`` bytes a row, from ``offset``."""
 
     width: int
     height: int
@@ -321,15 +318,16 @@ class RefreshPeriodEvent:
         return _REFRESH.pack(InType.REFRESH_PERIOD, self.period)
 
 
-def _checkSize(raw: bytes) -> int:
+def _eventType(raw: bytes) -> int:
+    """The type byte of one ring slot (copied: ``raw`` is our own copy of the slot)."""
     if len(raw) != EVENT_SIZE:
         raise ValueError(f"event of {len(raw)} bytes, expected {EVENT_SIZE}")
-    return _TYPE.unpack_from(raw)[0]
+    return raw[0]
 
 
 def decodeOutEvent(raw: bytes) -> UpdateEvent | ResizeEvent | None:
     """Decode one slot taken off `OUT_RING`; None for an unknown type (the caller logs it)."""
-    kind = _checkSize(raw)
+    kind = _eventType(raw)
     if kind == OutType.UPDATE:
         return UpdateEvent(*_UPDATE.unpack(raw)[1:])
     if kind == OutType.RESIZE:
@@ -339,13 +337,13 @@ def decodeOutEvent(raw: bytes) -> UpdateEvent | ResizeEvent | None:
 
 def decodeInEvent(raw: bytes) -> RefreshPeriodEvent | None:
     """Decode one slot taken off `IN_RING` (guest side); None for an unknown type."""
-    if _checkSize(raw) == InType.REFRESH_PERIOD:
+    if _eventType(raw) == InType.REFRESH_PERIOD:
         return RefreshPeriodEvent(_REFRESH.unpack(raw)[1])
     return None
 
 
 def clipUpdate(ev: UpdateEvent, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """The part of ``ev`` inside a ``width`` x ``height`` screen as (x, y, w, h), or None if empty."""
+    """The part of ``ev`` inside a ``width`` x ``height`` screen as (x, y, w, h); None if empty."""
     x0, y0 = max(ev.x, 0), max(ev.y, 0)
     x1, y1 = min(ev.x + ev.width, width), min(ev.y + ev.height, height)
     if x1 <= x0 or y1 <= y0:

@@ -79,7 +79,7 @@ class KeyEvent:
 
 @dataclass(frozen=True)
 class PositionEvent:
-    """Absolute pointer position (the guest asked for ``request-abs-pointer``); ``rel_z`` is the wheel."""
+    """Absolute pointer position (if the guest set ``request-abs-pointer``); ``rel_z``: wheel."""
 
     abs_x: int
     abs_y: int

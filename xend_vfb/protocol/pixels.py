@@ -100,8 +100,7 @@ def copyRect(
     start = src_offset + y * src_stride + x * bpp
     with memoryview(src) as view:
         packed = b"".join(
-            view[row : row + row_bytes]
-            for row in range(start, start + h * src_stride, src_stride)
+            view[row : row + row_bytes] for row in range(start, start + h * src_stride, src_stride)
         )
     out = _toXrgb(packed, src_depth)
     dst_stride, out_stride = dst_width * 4, w * 4

@@ -76,8 +76,8 @@ class Ring:
                 f"(pending {pending} > {self.length})"
             )
         # barrier: rmb() here in C, so no slot is read before the prod value above.
-        events = [bytes(page[self._slot(cons + i) : self._slot(cons + i) + self.event_size])
-                  for i in range(pending)]
+        slots = [self._slot(cons + i) for i in range(pending)]
+        events = [bytes(page[at : at + self.event_size]) for at in slots]
         # barrier: mb() here in C, so the slot reads finish before the producer
         # may see the slots as free and reuse them.
         _COUNTER.pack_into(page, self.cons_offset, prod)
