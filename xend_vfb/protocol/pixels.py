@@ -10,7 +10,7 @@ backend reads them (Linux's xen-fbfront itself only ever uses depth 32):
 - 16: RGB565 little-endian.
 - 8: RGB332 (red in bits 7-5, green 4-2, blue 1-0).
 
-Narrow channels are widened by repeating their bits (5-bit 31 → 255), so
+Narrow channels are scaled to 8 bits with rounding (5-bit 31 → 255), so
 white stays white.  No per-pixel Python: rows are gathered with memoryview
 slices and channels moved with extended-slice assignment, ``bytes.translate``
 and, for RGB565's green (split across both bytes), one big-integer OR.
@@ -18,37 +18,38 @@ and, for RGB565's green (split across both bytes), one big-integer OR.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from xend_vfb.protocol.ring import Page
 
 __all__ = ["copyRect"]
 
 
-def _table(f) -> bytes:
+def _table(f: Callable[[int], int]) -> bytes:
+    """A ``bytes.translate`` table: byte ``v`` becomes ``f(v)``."""
     return bytes(f(v) for v in range(256))
 
 
-def _widen(value: int, bits: int) -> int:
-    """Scale a ``bits``-wide channel to 8 bits by repeating its bit pattern."""
-    out, filled = 0, 0
-    while filled < 8:
-        out = (out << bits) | value
-        filled += bits
-    return out >> (filled - 8)
+def _scale(value: int, bits: int) -> int:
+    """A ``bits``-wide channel scaled to 0..255, rounded to nearest."""
+    top = (1 << bits) - 1
+    return (value * 255 + top // 2) // top
 
 
 # RGB332: one table per channel, indexed by the pixel byte.
-_R332 = _table(lambda p: _widen(p >> 5, 3))
-_G332 = _table(lambda p: _widen((p >> 2) & 7, 3))
-_B332 = _table(lambda p: _widen(p & 3, 2))
-# RGB565: lo = GGGBBBBB, hi = RRRRRGGG.  The widened green, (g << 2) | (g >> 4)
-# with g = (hi & 7) << 3 | lo >> 5, splits into disjoint bits from hi and lo.
-_B565 = _table(lambda lo: _widen(lo & 0x1F, 5))
-_R565 = _table(lambda hi: _widen(hi >> 3, 5))
-_G565_HI = _table(lambda hi: ((hi & 7) << 5) | ((hi & 7) >> 1))
-_G565_LO = _table(lambda lo: (lo >> 5) << 2)
+_R332 = _table(lambda p: _scale(p >> 5, 3))
+_G332 = _table(lambda p: _scale((p >> 2) & 7, 3))
+_B332 = _table(lambda p: _scale(p & 3, 2))
+# RGB565: lo = GGGBBBBB, hi = RRRRRGGG.  Green's 6 bits come from both bytes,
+# in disjoint positions, so it is put together with one OR of big integers.
+_B565 = _table(lambda lo: _scale(lo & 0x1F, 5))
+_R565 = _table(lambda hi: _scale(hi >> 3, 5))
+_G565_HI = _table(lambda hi: (hi & 7) << 3)
+_G565_LO = _table(lambda lo: lo >> 5)
+_G6 = _table(lambda g: _scale(g & 0x3F, 6))
 
 
-def _toXrgb(packed: bytes, depth: int) -> bytes | bytearray:
+def _toXrgb(packed: bytes, depth: int) -> bytearray:
     """Convert contiguous guest pixels to XRGB8888."""
     if depth == 32:
         out = bytearray(packed)
@@ -66,7 +67,7 @@ def _toXrgb(packed: bytes, depth: int) -> bytes | bytearray:
         green = int.from_bytes(hi.translate(_G565_HI), "little") | int.from_bytes(
             lo.translate(_G565_LO), "little"
         )
-        out[1::4] = green.to_bytes(count, "little")
+        out[1::4] = green.to_bytes(count, "little").translate(_G6)
         out[2::4] = hi.translate(_R565)
     else:
         out[0::4] = packed.translate(_B332)
