@@ -4,7 +4,10 @@ A ring is a fixed run of 40-byte slots inside the 4096-byte shared page plus
 two free-running ``uint32_t`` counters, ``cons`` and ``prod``, elsewhere in the
 same page.  Event number ``i`` lives in slot ``i % length`` (``i`` taken as a
 ``uint32_t``, exactly as the C macros ``XENFB_IN_RING_REF`` & co. compute it).
-The ring holds ``prod - cons`` (mod 2**32) unconsumed events.
+The ring holds ``prod - cons`` (mod 2**32) unconsumed events.  The ring
+lengths (25, 51) don't divide 2**32, so where the counters wrap, indices just
+before and just after share slots; the C macros map indices the same way, so
+we must too, and our producer stops short rather than overwrite a live slot.
 
 Every byte of the page, our own counters included, can be rewritten by the
 guest at any time.  So each side reads each counter once per batch, checks the
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xend_vfb.errors import GuestError
@@ -83,15 +86,20 @@ class Ring:
         _COUNTER.pack_into(page, self.cons_offset, prod)
         return events
 
-    def produce(self, page: Page, events: Iterable[bytes]) -> int:
+    def produce(self, page: Page, events: Sequence[bytes]) -> int:
         """Publish as many ``events`` as fit; called by whoever owns this ring's ``prod``.
 
-        Returns how many were written (the rest did not fit: the caller drops or
-        retries them).  Never touches a slot the consumer has not released; a
+        Returns how many were written, from the front (the rest did not fit:
+        the caller drops or retries them).  Never touches a slot the consumer has not released; a
         ``cons`` that claims more than the ring holds raises `GuestError`.
         Each event must be exactly ``event_size`` bytes (the encoders' output).
         """
         self._checkPage(page)
+        for event in events:
+            if len(event) != self.event_size:
+                raise ValueError(
+                    f"{self.name} ring: event of {len(event)} bytes, expected {self.event_size}"
+                )
         cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
         prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
         used = (prod - cons) & _MASK
@@ -100,17 +108,18 @@ class Ring:
                 f"{self.name} ring overflow: prod={prod} cons={cons} "
                 f"(in use {used} > {self.length})"
             )
-        free = self.length - used
+        # At most "length - used" events, and fewer near the counter wrap:
+        # lengths 25 and 51 don't divide 2**32, so two live indices can share
+        # a slot there.  Stop at the first slot holding an unconsumed (or just
+        # written) event.
+        taken = {self._slot(cons + i) for i in range(used)}
         written = 0
-        for event in events:
-            if written == free:
-                break
-            if len(event) != self.event_size:
-                raise ValueError(
-                    f"{self.name} ring: event of {len(event)} bytes, expected {self.event_size}"
-                )
+        for event in events[: self.length - used]:
             start = self._slot(prod + written)
+            if start in taken:
+                break
             page[start : start + self.event_size] = event
+            taken.add(start)
             written += 1
         if written:
             # barrier: wmb() here in C, so the slots are visible before the new prod.
