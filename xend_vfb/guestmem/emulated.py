@@ -73,7 +73,9 @@ MAX_PORTS = 1 << 17
 # cannot keep the reactor in one callback.
 DRAIN_LIMIT = 256
 
-_MAP_FIXED = 0x10  # <sys/mman.h>; Python's mmap module does not export it.
+# <sys/mman.h> values Python's mmap module does not export.
+_PROT_NONE = 0
+_MAP_FIXED = 0x10
 
 
 def guestDir(runDir: str | os.PathLike[str], domid: int) -> Path:
@@ -181,7 +183,7 @@ def _mapFileFrames(fd: int, frames: Sequence[int], writable: bool) -> int:
     """Map `frames` of the file `fd` side by side; return the address."""
     length = len(frames) * PAGE_SIZE
     # Reserve the whole range first, then map each run of frames into it.
-    base = _mmap(None, length, mmap.PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    base = _mmap(None, length, _PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
     prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
     try:
         for index, first, count in _runs(frames):
@@ -322,6 +324,8 @@ class _Endpoint:
             self._onEvent()
 
     def notify(self) -> None:
+        if self.closed:
+            return
         try:
             self._sock.sendto(b"\x01", self._peerAddress)
         except (FileNotFoundError, ConnectionRefusedError):

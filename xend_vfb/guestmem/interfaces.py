@@ -75,7 +75,8 @@ class IEventChannel(Interface):
     def notify() -> None:
         """Signal the guest; called after producing a batch of ring events.
 
-        A guest end that went away makes this a silent no-op, as on Xen.
+        A guest end that went away makes this a silent no-op, as on Xen; so
+        does a `close` before it.
         """
 
     def close() -> None:

@@ -230,7 +230,7 @@ class XenEventChannel:
 
     def notify(self) -> None:
         """``xenevtchn_notify``; a failure is logged, never raised (see `IEventChannel`)."""
-        self._channels._notify(self.localPort)
+        self._channels._notify(self)
 
     def close(self) -> None:
         """``xenevtchn_unbind``; Xen returns the guest's port to unbound."""
@@ -301,8 +301,11 @@ class XenEventChannels:
             except Exception:
                 log.failure("Event handler of event channel {port} failed", port=port)
 
-    def _notify(self, port: int) -> None:
-        if self._xce is not None and self._lib.xenevtchn_notify(self._xce, port) < 0:
+    def _notify(self, channel: XenEventChannel) -> None:
+        port = channel.localPort
+        if self._channels.get(port) is not channel:
+            return  # closed
+        if self._lib.xenevtchn_notify(self._xce, port) < 0:
             log.warn("cannot notify event channel {port}: {error}", port=port, error=_strerror())
 
     def _unbind(self, channel: XenEventChannel) -> None:
