@@ -1,5 +1,6 @@
 """Emulated guest memory, grants and event channels: real files, sockets and reactor."""
 
+import ctypes
 import os
 import socket
 import struct
@@ -230,8 +231,6 @@ def test_slicesOutliveCloseSafely(guest, foreign):
 def test_unmapHappensWhenTheLastViewGoes():
     unmapped = []
     buffer = bytearray(2 * PAGE_SIZE)
-    import ctypes
-
     address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
     region = MappedRegion(address, 2, True, lambda a, n: unmapped.append((a, n)))
     head = region.view[:10]

@@ -50,8 +50,14 @@ _U32 = ctypes.c_uint32
 log = Logger()
 
 
+# What each library gives, as the subject of "... not available".
+_MEMORY = "Xen guest memory is"
+_GRANTS = "Xen grant mapping is"
+_EVENTS = "Xen event channels are"
+
+
 def _unavailable(what: str, why: str) -> XendVfbError:
-    return XendVfbError(f"Xen {what} is not available: {why}; use emulated mode")
+    return XendVfbError(f"{what} not available: {why}; use emulated mode")
 
 
 _Prototypes = dict[str, tuple[object, list[object]]]
@@ -158,9 +164,8 @@ class XenForeignMemory:
     """
 
     def __init__(self) -> None:
-        what = "guest memory"
-        lib = _load(what, "libxenforeignmemory.so.1", PRIVCMD, _FOREIGNMEMORY)
-        handle = _openHandle(what, PRIVCMD, lib.xenforeignmemory_open)
+        lib = _load(_MEMORY, "libxenforeignmemory.so.1", PRIVCMD, _FOREIGNMEMORY)
+        handle = _openHandle(_MEMORY, PRIVCMD, lib.xenforeignmemory_open)
         self._fmem: _Handle | None = _Handle(lib, handle, lib.xenforeignmemory_close)
         self._gnttab: _Handle | None = None
 
@@ -193,9 +198,8 @@ class XenForeignMemory:
             raise GuestError(f"domain {domid}: grant reference {gref!r} does not exist")
         self._owner(self._fmem)
         if self._gnttab is None:
-            what = "grant mapping"
-            lib = _load(what, "libxengnttab.so.1", GNTDEV, _GNTTAB)
-            handle = _openHandle(what, GNTDEV, lib.xengnttab_open)
+            lib = _load(_GRANTS, "libxengnttab.so.1", GNTDEV, _GNTTAB)
+            handle = _openHandle(_GRANTS, GNTDEV, lib.xengnttab_open)
             self._gnttab = _Handle(lib, handle, lib.xengnttab_close)
         owner = self._gnttab
         address = owner.lib.xengnttab_map_grant_ref(owner.handle, domid, gref, _prot(writable))
@@ -246,9 +250,8 @@ class XenEventChannels:
             from twisted.internet import reactor as globalReactor
 
             reactor = globalReactor  # type: ignore[assignment]
-        what = "event channels"
-        self._lib = _load(what, "libxenevtchn.so.1", EVTCHN, _EVTCHN)
-        self._xce: int | None = _openHandle(what, EVTCHN, self._lib.xenevtchn_open)
+        self._lib = _load(_EVENTS, "libxenevtchn.so.1", EVTCHN, _EVTCHN)
+        self._xce: int | None = _openHandle(_EVENTS, EVTCHN, self._lib.xenevtchn_open)
         fd = self._lib.xenevtchn_fd(self._xce)
         # xenevtchn.h: poll before every xenevtchn_pending, which may block otherwise.
         self._poll = select.poll()
