@@ -1,1 +1,11 @@
-"""rfb package."""
+"""The VNC side of a vfb: an RFB server showing a guest's screen and typing into it.
+
+`server.VNCDisplay` is the entry point (an `xend_vfb.display.IDisplay`); the
+other modules are its parts: `pixels` (pixel formats), `encodings` (Raw,
+Hextile, ZRLE), `region` (dirty rectangles), `keymaps` and `input` (keysyms
+and pointer to Linux input events), `des` (VNC authentication).
+"""
+
+from xend_vfb.rfb.server import VNCDisplay
+
+__all__ = ["VNCDisplay"]

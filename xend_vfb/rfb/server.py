@@ -1,0 +1,449 @@
+"""The VNC (RFB 3.3/3.7/3.8) server showing one `IScreen` and feeding one `IInputSink`.
+
+Each connection, once past authentication and ClientInit, is a viewer: an
+`IScreenObserver` of the screen that collects the rectangles the guest
+changed and sends them only when its client asks (FramebufferUpdateRequest),
+coalesced, in the encoding and pixel format the client chose.  What changes
+while a client has no request outstanding, or while its connection's send
+buffer is full (the connection pauses us as a push producer), just widens its
+dirty region: a slow client gets fewer, fresher frames, never a growing queue.
+
+Every connection is shared (the ClientInit shared flag is ignored): several
+viewers watch and type at once, like xm's VNC consoles.  A client that cannot
+take a new screen size (no DesktopSize pseudo-encoding) is disconnected when
+the screen is resized; reconnecting shows the new size.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import os
+import re
+import struct
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress, IListeningPort, IPushProducer, IReactorTCP
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
+from xend_vfb.errors import ConfigError, DeviceError
+from xend_vfb.rfb.des import vncAuthResponse
+from xend_vfb.rfb.encodings import RectEncoder
+from xend_vfb.rfb.input import Keyboard, Pointer
+from xend_vfb.rfb.keymaps import Keymap, loadKeymap
+from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
+from xend_vfb.rfb.region import DirtyRegion, Rect, intersect
+
+__all__ = ["VNCDisplay", "VNC_BASE_PORT"]
+
+VNC_BASE_PORT = 5900
+_SECURITY_NONE = 1
+_SECURITY_VNC = 2
+_RESULT_OK = struct.pack("!I", 0)
+_RESULT_FAILED = struct.pack("!I", 1)
+_VERSION = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
+_MAX_CUT_TEXT = 1 << 20
+
+_U32 = struct.Struct("!I")
+_UPDATE_HEADER = struct.Struct("!BxH")  # FramebufferUpdate, number of rectangles
+_SERVER_INIT = struct.Struct("!HH16sI")
+_COLOUR_MAP_HEADER = struct.Struct("!BxHH")
+_UPDATE_REQUEST = struct.Struct("!BHHHH")
+_KEY_EVENT = struct.Struct("!BxxI")
+_POINTER_EVENT = struct.Struct("!BHH")
+
+# Client message type -> bytes that follow the type byte before any variable part.
+_SET_PIXEL_FORMAT, _SET_ENCODINGS, _UPDATE, _KEY, _POINTER, _CUT_TEXT = 0, 2, 3, 4, 5, 6
+_MESSAGE_SIZES = {
+    _SET_PIXEL_FORMAT: 19, _SET_ENCODINGS: 3, _UPDATE: 9, _KEY: 7, _POINTER: 5, _CUT_TEXT: 7,
+}
+
+log = Logger()
+
+
+@implementer(IScreenObserver, IPushProducer)
+class RFBServerProtocol(Protocol):
+    """One client connection: handshake, then messages in, updates out."""
+
+    def __init__(self, display: VNCDisplay) -> None:
+        self._display = display
+        self._buffer = bytearray()
+        self._need = 12
+        self._handler = self._gotVersion
+        self._minor = 3
+        self._challenge = b""
+        self._encoder = RectEncoder()
+        self._dirty = DirtyRegion()
+        self._request: Rect | None = None
+        self._clientSize = (0, 0)
+        self._resizePending = False
+        self._paused = False
+        self._sendCall: Any = None
+        self._closing = False
+        self.viewing = False
+        self.closed: Deferred[None] = Deferred()
+        self._keyboard = Keyboard(display.keymap, display.input)
+        self._pointer = Pointer(display.input)
+
+    # -- connection
+
+    def connectionMade(self) -> None:
+        """Register for flow control and offer protocol version 3.8."""
+        self.transport.registerProducer(self, True)
+        self.transport.write(b"RFB 003.008\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        """Run the handler of each complete piece the current state waits for."""
+        self._buffer += data
+        while not self._closing and len(self._buffer) >= self._need:
+            piece = bytes(self._buffer[: self._need])
+            del self._buffer[: self._need]
+            self._handler(piece)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Stop watching the screen and release whatever this viewer held down."""
+        self._closing = True
+        if self._sendCall is not None and self._sendCall.active():
+            self._sendCall.cancel()
+        if self.viewing:
+            self.viewing = False
+            self._keyboard.releaseAll()
+            self._pointer.releaseAll()
+            self._display._viewerLeft(self)
+        self._display._connectionLost(self)
+        self.closed.callback(None)
+
+    def _expect(self, size: int, handler: Any) -> None:
+        self._need = size
+        self._handler = handler
+
+    def _drop(self, why: str) -> None:
+        log.info("VNC client {peer} dropped: {why}", peer=_peer(self.transport.getPeer()), why=why)
+        self._closing = True
+        self.transport.loseConnection()
+
+    # -- handshake
+
+    def _gotVersion(self, data: bytes) -> None:
+        match = _VERSION.fullmatch(data)
+        if match is None or int(match.group(1)) != 3:
+            self._drop(f"unsupported protocol version {data!r}")
+            return
+        # 3.7 and 3.8 as themselves, anything newer as 3.8, anything else as 3.3 (RFC 6143 7.1.1).
+        minor = int(match.group(2))
+        self._minor = 8 if minor >= 8 else 7 if minor == 7 else 3
+        security = _SECURITY_VNC if self._display.password else _SECURITY_NONE
+        if self._minor == 3:
+            self.transport.write(_U32.pack(security))
+            self._startSecurity(security)
+        else:
+            self.transport.write(bytes((1, security)))
+            self._expect(1, self._gotSecurityType)
+
+    def _gotSecurityType(self, data: bytes) -> None:
+        offered = _SECURITY_VNC if self._display.password else _SECURITY_NONE
+        if data[0] != offered:
+            self._refuse("security type not offered")
+            return
+        self._startSecurity(offered)
+
+    def _startSecurity(self, security: int) -> None:
+        if security == _SECURITY_VNC:
+            self._challenge = os.urandom(16)
+            self.transport.write(self._challenge)
+            self._expect(16, self._gotAuthResponse)
+            return
+        if self._minor == 8:
+            self.transport.write(_RESULT_OK)
+        self._expect(1, self._gotClientInit)
+
+    def _gotAuthResponse(self, data: bytes) -> None:
+        expected = vncAuthResponse(self._display.password, self._challenge)
+        if not hmac.compare_digest(data, expected):
+            peer = _peer(self.transport.getPeer())
+            log.warn("VNC client {peer} failed authentication", peer=peer)
+            self._refuse("authentication failed")
+            return
+        self.transport.write(_RESULT_OK)
+        self._expect(1, self._gotClientInit)
+
+    def _refuse(self, reason: str) -> None:
+        """SecurityResult failed (with its reason from 3.8 on), then close."""
+        message = _RESULT_FAILED
+        if self._minor == 8:
+            text = reason.encode()
+            message += _U32.pack(len(text)) + text
+        self.transport.write(message)
+        self._drop(reason)
+
+    def _gotClientInit(self, data: bytes) -> None:
+        screen = self._display.screen
+        name = self._display.name.encode()
+        self._clientSize = (screen.width, screen.height)
+        self.transport.write(
+            _SERVER_INIT.pack(screen.width, screen.height, NATIVE.toBytes(), len(name)) + name
+        )
+        self._dirty.add((0, 0, screen.width, screen.height))
+        self.viewing = True
+        self._display._viewerJoined(self)
+        self._expect(1, self._gotMessageType)
+
+    # -- client messages
+
+    def _gotMessageType(self, data: bytes) -> None:
+        kind = data[0]
+        size = _MESSAGE_SIZES.get(kind)
+        if size is None:
+            self._drop(f"unknown message type {kind}")
+            return
+        self._expect(size, lambda body: self._gotMessage(kind, body))
+
+    def _gotMessage(self, kind: int, body: bytes) -> None:
+        self._expect(1, self._gotMessageType)
+        if kind == _SET_PIXEL_FORMAT:
+            self._setPixelFormat(body[3:])
+        elif kind == _SET_ENCODINGS:
+            (count,) = struct.unpack("!xH", body)
+            self._expect(4 * count, self._gotEncodings)
+        elif kind == _UPDATE:
+            incremental, x, y, w, h = _UPDATE_REQUEST.unpack(body)
+            self._updateRequested(bool(incremental), (x, y, w, h))
+        elif kind == _KEY:
+            down, keysym = _KEY_EVENT.unpack(body)
+            self._keyboard.keyEvent(keysym, bool(down))
+        elif kind == _POINTER:
+            self._pointer.pointerEvent(*_POINTER_EVENT.unpack(body))
+        else:
+            # ClientCutText: the text is read and ignored (the guest has no clipboard channel).
+            (length,) = struct.unpack("!xxxI", body)
+            if length > _MAX_CUT_TEXT:
+                self._drop(f"cut text of {length} bytes")
+            elif length:
+                self._expect(length, lambda text: self._expect(1, self._gotMessageType))
+
+    def _gotEncodings(self, data: bytes) -> None:
+        self._encoder.setEncodings(struct.unpack(f"!{len(data) // 4}i", data))
+        self._expect(1, self._gotMessageType)
+
+    def _setPixelFormat(self, data: bytes) -> None:
+        try:
+            pf = PixelFormat.fromBytes(data)
+        except ValueError as e:
+            self._drop(f"pixel format refused: {e}")
+            return
+        self._encoder.setPixelFormat(pf)
+        if not pf.trueColour:
+            colours = colourMapEntries()
+            self.transport.write(
+                _COLOUR_MAP_HEADER.pack(1, 0, len(colours))
+                + b"".join(struct.pack("!HHH", *c) for c in colours)
+            )
+
+    def _updateRequested(self, incremental: bool, area: Rect) -> None:
+        if not incremental:
+            self._dirty.add(area)
+        self._request = area
+        self._maybeSend()
+
+    # -- screen observer
+
+    def screenUpdated(self, x: int, y: int, w: int, h: int) -> None:
+        """See `IScreenObserver.screenUpdated`."""
+        self._dirty.add((x, y, w, h))
+        self._maybeSend()
+
+    def screenResized(self, width: int, height: int) -> None:
+        """See `IScreenObserver.screenResized`."""
+        if not self._encoder.desktopSize:
+            self._drop("screen resized and the client cannot take a new size (no DesktopSize)")
+            return
+        self._dirty.clear()
+        self._dirty.add((0, 0, width, height))
+        self._resizePending = True
+        self._maybeSend()
+
+    # -- push producer (the transport pauses us while its buffer is full)
+
+    def pauseProducing(self) -> None:
+        """See `IPushProducer.pauseProducing`."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """See `IPushProducer.resumeProducing`."""
+        self._paused = False
+        self._maybeSend()
+
+    def stopProducing(self) -> None:
+        """See `IPushProducer.stopProducing`: the connection is going away."""
+        self._closing = True
+
+    # -- updates
+
+    def _maybeSend(self) -> None:
+        """Send soon (after the changes reported in this reactor turn) if there is anything."""
+        if (
+            self._sendCall is None
+            and self._request is not None
+            and not self._paused
+            and not self._closing
+            and (self._resizePending or self._dirty)
+        ):
+            self._sendCall = self._display.reactor.callLater(0, self._sendUpdate)
+
+    def _sendUpdate(self) -> None:
+        self._sendCall = None
+        if self._request is None or self._paused or self._closing:
+            return
+        screen = self._display.screen
+        size = (screen.width, screen.height)
+        if self._resizePending:
+            self._resizePending = False
+            if size != self._clientSize:
+                # Alone in its update: the client may drop its framebuffer; all is dirty.
+                self._clientSize = size
+                self._request = None
+                self.transport.write(
+                    _UPDATE_HEADER.pack(0, 1) + self._encoder.desktopSizeRect(*size)
+                )
+                return
+        area = intersect(self._request, (0, 0, *size))
+        rects = self._dirty.take(area) if area is not None else []
+        if not rects:
+            return
+        self._request = None
+        pixels = screen.pixels()
+        chunks = [_UPDATE_HEADER.pack(0, len(rects))]
+        for x, y, w, h in rects:
+            chunks += self._encoder.encode(pixels, screen.width, x, y, w, h)
+        self.transport.write(b"".join(chunks))
+
+
+def _peer(address: IAddress) -> str:
+    host, port = getattr(address, "host", "?"), getattr(address, "port", "?")
+    return f"{host}:{port}"
+
+
+def _isLoopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _RFBFactory(Factory):
+    def __init__(self, display: VNCDisplay) -> None:
+        self._display = display
+
+    def buildProtocol(self, addr: IAddress) -> RFBServerProtocol:
+        protocol = RFBServerProtocol(self._display)
+        self._display._connections.add(protocol)
+        return protocol
+
+
+@implementer(IDisplay)
+class VNCDisplay:
+    """A VNC server for one screen: the vfb's ``vnc=1`` display.
+
+    `display` N listens on port 5900+N; with `findUnused` the first free port
+    from there up (xm's ``vncunused``, from 5900 when `display` is None); with
+    neither, a port the system picks.  An empty `password` means no
+    authentication.  `keymap` is the guest's keyboard layout; an unknown one
+    raises ConfigError here.
+    """
+
+    def __init__(
+        self,
+        screen: IScreen,
+        input: IInputSink,
+        listen: str = "127.0.0.1",
+        display: int | None = None,
+        findUnused: bool = False,
+        password: str = "",
+        keymap: str = "en-us",
+        reactor: IReactorTCP | None = None,  # also IReactorTime
+        name: str = "xend-vfb",
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as defaultReactor
+
+            reactor = defaultReactor  # type: ignore[assignment]
+        if display is not None and not 0 <= display <= 65535 - VNC_BASE_PORT:
+            raise ConfigError(f"vncdisplay {display} is out of range (0-{65535 - VNC_BASE_PORT})")
+        self.screen = screen
+        self.input = input
+        self.keymap: Keymap = loadKeymap(keymap)
+        self.password = password
+        self.name = name
+        self.reactor = reactor
+        self._listen = listen
+        self._display = display
+        self._findUnused = findUnused
+        self._port: IListeningPort | None = None
+        self._connections: set[RFBServerProtocol] = set()
+        self._viewers: list[RFBServerProtocol] = []
+
+    @property
+    def viewers(self) -> int:
+        """See `IDisplay.viewers`."""
+        return len(self._viewers)
+
+    def start(self) -> Deferred[tuple[str, int]]:
+        """See `IDisplay.start`; fails with DeviceError when no port can be had."""
+        if self._port is None:
+            if not self.password and not _isLoopback(self._listen):
+                log.warn(
+                    "VNC display on {listen} has no password: anyone who can reach it "
+                    "sees the guest's screen and types into it", listen=self._listen,
+                )
+            try:
+                self._port = self._bind()
+            except CannotListenError as e:
+                return fail(DeviceError(f"VNC display cannot listen on {self._listen}: {e}"))
+            address = self._port.getHost()
+            log.info("VNC display listening on {host}:{port}", host=address.host, port=address.port)
+        address = self._port.getHost()
+        return succeed((address.host, address.port))
+
+    def _bind(self) -> IListeningPort:
+        factory = _RFBFactory(self)
+        if self._display is None and not self._findUnused:
+            return self.reactor.listenTCP(0, factory, interface=self._listen)
+        first = VNC_BASE_PORT + (self._display or 0)
+        if not self._findUnused:
+            return self.reactor.listenTCP(first, factory, interface=self._listen)
+        for port in range(first, 65536):
+            try:
+                return self.reactor.listenTCP(port, factory, interface=self._listen)
+            except CannotListenError as e:
+                if getattr(e.socketError, "errno", None) != errno.EADDRINUSE:
+                    raise
+        raise CannotListenError(self._listen, first, "no free port from there up")
+
+    def stop(self) -> Deferred[None]:
+        """See `IDisplay.stop`."""
+        port, self._port = self._port, None
+        waits: list[Deferred[Any]] = [maybeDeferred(port.stopListening)] if port else []
+        for connection in list(self._connections):
+            waits.append(connection.closed)
+            connection.transport.abortConnection()
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def _viewerJoined(self, viewer: RFBServerProtocol) -> None:
+        self._viewers.append(viewer)
+        self.screen.addObserver(viewer)
+
+    def _viewerLeft(self, viewer: RFBServerProtocol) -> None:
+        self._viewers.remove(viewer)
+        self.screen.removeObserver(viewer)
+
+    def _connectionLost(self, connection: RFBServerProtocol) -> None:
+        self._connections.discard(connection)
