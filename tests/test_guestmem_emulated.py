@@ -390,7 +390,7 @@ def test_notifyingAnUnboundPortIsANoOp(guest, channels):
 
 
 @pytest_twisted.inlineCallbacks
-def test_rebindAfterTheBackendClosesItsEnd(guest, channels):
+def test_rebindAfterTheBackendClosesItsEnd(runDir, guest, channels):
     first, second, guestEvents = Counter(), Counter(), Counter()
     port = guest.allocUnbound(guestEvents)
     channel = channels.bindInterdomain(DOMID, port, first)
@@ -398,7 +398,7 @@ def test_rebindAfterTheBackendClosesItsEnd(guest, channels):
     channel.close()
     guest.notify(port)  # nobody bound: silently dropped
     channel.notify()  # closed end: nothing
-    again = EmulatedEventChannels(channels._runDir).bindInterdomain(DOMID, port, second)
+    again = EmulatedEventChannels(runDir).bindInterdomain(DOMID, port, second)
     guest.notify(port)
     yield second.next()
     again.notify()
@@ -423,11 +423,11 @@ def test_rebindAfterTheBackendDied(runDir, guest, channels):
     yield events.next()
 
 
-def test_aLiveBackendEndCannotBeBoundTwice(guest, channels):
+def test_aLiveBackendEndCannotBeBoundTwice(runDir, guest, channels):
     port = guest.allocUnbound(Counter())
     channels.bindInterdomain(DOMID, port, Counter())
     with pytest.raises(GuestError, match=f"port {port} is already bound"):
-        EmulatedEventChannels(channels._runDir).bindInterdomain(DOMID, port, Counter())
+        EmulatedEventChannels(runDir).bindInterdomain(DOMID, port, Counter())
 
 
 def test_bindingAPortTheGuestDidNotAllocate(guest, channels):
