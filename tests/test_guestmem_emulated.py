@@ -243,7 +243,9 @@ def test_unmapHappensWhenTheLastViewGoes():
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(st.integers(min_value=-5, max_value=FRAMES + 5), min_size=1, max_size=8))
 def test_anyFrameListMapsExactlyOrFailsCleanly(runDir, foreign, frames):
-    memory = (runDir / "guests" / str(DOMID) / "memory").read_bytes()
+    memory = b"".join(bytes([frame + 1]) * PAGE_SIZE for frame in range(FRAMES))
+    with open(runDir / "guests" / str(DOMID) / "memory", "r+b") as file:
+        file.write(memory)
     try:
         region = foreign.mapFrames(DOMID, frames, writable=False)
     except GuestError:
