@@ -119,12 +119,18 @@ def _value(node: ast.expr) -> XmValue:
     ):
         return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
     if isinstance(node, ast.BinOp):
-        if not isinstance(node.op, ast.Add):
-            raise _operatorRefused(node)
-        left, right = _value(node.left), _value(node.right)
-        if not (isinstance(left, str) and isinstance(right, str)):
-            raise _Refused(node, "'+' is only allowed between strings")
-        return left + right
+        # 'a' + 'b' + 'c' nests to the left: walk the chain in a loop, not by recursion.
+        top, operands = node, []
+        while isinstance(node, ast.BinOp):
+            if not isinstance(node.op, ast.Add):
+                raise _operatorRefused(node)
+            operands.append(node.right)
+            node = node.left
+        operands.append(node)
+        values = [_value(operand) for operand in reversed(operands)]
+        if not all(isinstance(value, str) for value in values):
+            raise _Refused(top, "'+' is only allowed between strings")
+        return "".join(values)
     raise _notAllowed(node, _ONLY_VALUES)
 
 
