@@ -157,9 +157,11 @@ def _clamp(value: int, limit: int) -> int:
 class FbPage:
     """A validated snapshot of the guest's ``struct xenfb_page`` (REFERENCE.md section 7).
 
-    ``mem_length`` is the capped length (what the backend maps), ``pd`` holds
-    exactly the directory frames it needs, and ``clamped`` says, for the log,
-    which of the guest's values were cut down.
+    ``mem_length`` is the capped length (what the backend maps): the guest's,
+    cut to the video-memory limit and to what ``pd[]`` reaches before the
+    rings (so a too-large value is capped, not refused).  ``pd`` holds exactly
+    the directory frames it needs, and ``clamped`` says, for the log, which
+    of the guest's values were cut down.
     """
 
     protocol: str

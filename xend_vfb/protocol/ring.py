@@ -90,9 +90,10 @@ class Ring:
         """Publish as many ``events`` as fit; called by whoever owns this ring's ``prod``.
 
         Returns how many were written, from the front (the rest did not fit:
-        the caller drops or retries them).  Never touches a slot the consumer has not released; a
-        ``cons`` that claims more than the ring holds raises `GuestError`.
-        Each event must be exactly ``event_size`` bytes (the encoders' output).
+        the caller drops or retries them).  Never touches a slot the consumer
+        has not released; a ``cons`` that claims more than the ring holds
+        raises `GuestError`.  Each event must be exactly ``event_size`` bytes
+        (the encoders' output).
         """
         self._checkPage(page)
         for event in events:
