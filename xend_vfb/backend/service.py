@@ -1,0 +1,182 @@
+"""All of one domain's devices, served by one backend process.
+
+`DomainBackend` watches the domain's backend areas, starts a `BackendDevice`
+with the class's ops for each device it should serve (new ones, and on a
+restart the ones already Connected), pairs each display with its keyboard,
+and reports when the domain has no devices left, which ends the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
+from xend_vfb.backend.device import BackendDevice, DeviceOps
+from xend_vfb.backend.vfb import VfbOps
+from xend_vfb.backend.vkbd import KeyboardProxy, VkbdOps
+from xend_vfb.controller import controllerClass
+from xend_vfb.domain import PAIRED_KEYBOARD
+from xend_vfb.xenbus import XenbusState, parseState
+from xend_vfb.xenstore.interfaces import IXenstore
+from xend_vfb.xenstore.paths import (
+    backendDomainPath,
+    backendPath,
+    domainPath,
+    frontendPath,
+    privatePath,
+)
+
+__all__ = ["DomainBackend", "OPS"]
+
+log = Logger()
+
+#: The backend's ops table per device class: adding a class adds a line here.
+OPS: dict[str, Callable[[], DeviceOps]] = {"vkbd": VkbdOps, "vfb": VfbOps}
+
+
+class DomainBackend:
+    """The backend of domain `domid`: what ops reach through `device.context`."""
+
+    def __init__(self, xs: IXenstore, domid: int, foreignMemory: Any, eventChannels: Any,
+                 reactor: Any) -> None:
+        self.xs = xs
+        self.domid = domid
+        self.foreignMemory = foreignMemory
+        self.eventChannels = eventChannels
+        self.reactor = reactor
+        self.name = str(domid)
+        self.devices: dict[tuple[str, int], BackendDevice] = {}
+        #: Fires when the domain has no devices left to serve.
+        self.finished: Deferred[None] = Deferred()
+        self._pairs: dict[int, int] = {}
+        self._watches: list = []
+        self._scanning = False
+        self._rescan = False
+
+    @inlineCallbacks
+    def start(self):
+        self.name = (yield self.xs.readOrNone(f"{domainPath(self.domid)}/name")) or self.name
+        for deviceClass in OPS:
+            path = backendDomainPath(self.domid, deviceClass)
+            self._watches.append((yield self.xs.watch(path, self._changed)))
+        yield self._scan()
+
+    def stop(self) -> None:
+        """The process is stopping: release mappings, leave xenstore for a successor."""
+        for device in list(self.devices.values()):
+            device.stop()
+        self.devices.clear()
+
+    # -- finding devices ---------------------------------------------------------
+
+    def _changed(self, _path: str) -> None:
+        if self._scanning:
+            self._rescan = True
+            return
+        d = self._scan()
+        d.addErrback(lambda f: log.failure("domain {domid}: scan failed", f, domid=self.domid))
+
+    @inlineCallbacks
+    def _scan(self):
+        self._scanning = True
+        try:
+            while True:
+                self._rescan = False
+                yield self._scanOnce()
+                if not self._rescan:
+                    break
+        finally:
+            self._scanning = False
+
+    @inlineCallbacks
+    def _scanOnce(self):
+        present = 0
+        for deviceClass, makeOps in OPS.items():
+            ids = yield self.xs.list(backendDomainPath(self.domid, deviceClass))
+            for devid in sorted(int(i) for i in ids if i.isdigit()):
+                present += 1
+                key = (deviceClass, devid)
+                if key in self.devices or not (yield self._shouldServe(deviceClass, devid)):
+                    continue
+                if deviceClass == "vfb":
+                    paired = yield self.xs.readOrNone(
+                        f"{privatePath(self.domid, 'vfb', devid)}/{PAIRED_KEYBOARD}")
+                    if paired is not None and paired.isdigit():
+                        self._pairs[devid] = int(paired)
+                device = BackendDevice(self.xs, self.domid, deviceClass, devid, makeOps(), self,
+                                       self._released)
+                self.devices[key] = device
+                log.info("domain {domid}: serving {device}", domid=self.domid,
+                         device=device.name)
+                try:
+                    yield device.start()
+                except Exception as e:
+                    log.error("domain {domid}: {device} could not start: {e}",
+                              domid=self.domid, device=device.name, e=e)
+                    yield self._failed(device, str(e))
+        if not present and not self.devices and not self.finished.called:
+            log.info("domain {domid}: no devices left", domid=self.domid)
+            self.finished.callback(None)
+
+    @inlineCallbacks
+    def _shouldServe(self, deviceClass: str, devid: int):
+        """Serve a device whose frontend exists, unless it failed its hotplug script or
+        was shut down for good (Closed and offline)."""
+        area = backendPath(self.domid, deviceClass, devid)
+        if not (yield self.xs.exists(frontendPath(self.domid, deviceClass, devid))):
+            return False
+        if (yield self.xs.readOrNone(f"{area}/hotplug-status")) == "error":
+            return False
+        state = parseState((yield self.xs.readOrNone(f"{area}/state")))
+        online = (yield self.xs.readOrNone(f"{area}/online")) == "1"
+        return state != XenbusState.Closed or online
+
+    @inlineCallbacks
+    def _failed(self, device: BackendDevice, why: str):
+        """A device that could not even start: report it as a hotplug failure."""
+        yield self.xs.write(f"{device.backendPath}/hotplug-error", why[:1000])
+        yield self.xs.write(f"{device.backendPath}/hotplug-status", "error")
+        device.stop()
+        self.devices.pop((device.devClass, device.devid), None)
+
+    def _released(self, device: BackendDevice) -> None:
+        self.devices.pop((device.devClass, device.devid), None)
+        self._changed("")
+
+    # -- what ops ask for ----------------------------------------------------------
+
+    def deviceConfig(self, device: BackendDevice) -> Deferred[Any]:
+        controller = controllerClass(device.devClass)(self.xs, self.domid, self.name,
+                                                      self.reactor)
+        return controller.getDeviceConfiguration(device.devid)
+
+    def secret(self, device: BackendDevice, key: str) -> Deferred[str | None]:
+        return self.xs.readOrNone(f"{privatePath(self.domid, device.devClass, device.devid)}/{key}")
+
+    def keyboardFor(self, vfbId: int) -> KeyboardProxy:
+        """The input sink for display `vfbId`: its paired keyboard once connected."""
+
+        def lookup() -> Any:
+            keyboard = self.devices.get(("vkbd", self._pairs.get(vfbId, -1)))
+            return keyboard.ops if keyboard is not None and keyboard.connected else None
+
+        return KeyboardProxy(lookup)
+
+    # -- control socket --------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        devices = []
+        for (deviceClass, devid), device in sorted(self.devices.items()):
+            devices.append({"class": deviceClass, "devid": devid,
+                            "connected": device.connected, **device.ops.status()})
+        return {"domid": self.domid, "name": self.name, "devices": devices}
+
+    def screen(self, devid: int) -> Any:
+        device = self.devices.get(("vfb", devid))
+        if device is None or device.ops.screen is None:
+            raise ValueError(f"domain {self.domid} has no display vfb/{devid}")
+        return device.ops.screen

@@ -1,0 +1,214 @@
+"""The vfb ops: map the guest's framebuffer, keep a screen copy, serve it over VNC.
+
+The screen copy (`display.Screen`, always XRGB8888) is what displays read;
+it is filled from the guest's framebuffer on each UPDATE the guest sends (or
+by polling when the guest cannot send them), so a display never touches
+guest memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from xend_vfb.backend.device import BackendDevice, DeviceOps
+from xend_vfb.display import Screen
+from xend_vfb.errors import GuestError
+from xend_vfb.protocol import fbif
+from xend_vfb.protocol.pixels import copyRect
+from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
+from xend_vfb.xenstore.paths import domainPath
+
+__all__ = ["VfbOps"]
+
+log = Logger()
+
+MIB = 1024 * 1024
+#: Refresh period (ms) asked of a guest while someone watches: about 60 Hz.
+REFRESH_MS = 16
+#: Seconds between full copies for a guest that sends no UPDATE events.
+POLL_INTERVAL = 0.05
+
+
+class VfbOps(DeviceOps):
+    """One vfb device's screen, mappings and display."""
+
+    def __init__(self) -> None:
+        self.config: Any = None
+        self.screen: Screen | None = None
+        self.display: VNCDisplay | None = None
+        self.address: tuple[str, int] | None = None
+        self.page: Any = None
+        self.framebuffer: Any = None
+        self.channel: Any = None
+        self.geometry: fbif.Geometry | None = None
+        self.memLength = 0
+        self._poller: LoopingCall | None = None
+        self._device: BackendDevice | None = None
+
+    # -- ops ------------------------------------------------------------------
+
+    @inlineCallbacks
+    def init(self, device: BackendDevice):
+        self._device = device
+        self.config = config = yield device.context.deviceConfig(device)
+        self.screen = Screen(config.width, config.height)
+        self.screen.onViewersChanged = self._viewersChanged
+        if config.vnc:
+            yield self._startVNC(device)
+
+    @inlineCallbacks
+    def _startVNC(self, device: BackendDevice):
+        config = self.config
+        previous = yield device.xs.readOrNone(f"{device.backendPath}/vnc-port")
+        password = yield device.context.secret(device, "vncpasswd")
+        sink = device.context.keyboardFor(device.devid)
+
+        def make(display: int | None, findUnused: bool) -> VNCDisplay:
+            return VNCDisplay(self.screen, sink, listen=config.vnclisten, display=display,
+                              findUnused=findUnused, password=password or "",
+                              keymap=config.keymap, reactor=device.context.reactor,
+                              name=f"{device.context.name} ({device.name})")
+
+        self.display = None
+        if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:
+            # A restarted backend takes back the port its viewers know, if it can.
+            candidate = make(int(previous) - VNC_BASE_PORT, False)
+            try:
+                self.address = yield candidate.start()
+                self.display = candidate
+            except Exception as e:
+                log.warn("{device}: cannot listen on previous port {port} again: {e}",
+                         device=device, port=previous, e=e)
+        if self.display is None:
+            findUnused = config.vncunused or config.vncdisplay is None
+            self.display = make(config.vncdisplay, findUnused)
+            self.address = yield self.display.start()
+        host, port = self.address
+        yield device.xs.write(f"{device.backendPath}/vnc-listen", host)
+        yield device.xs.write(f"{device.backendPath}/vnc-port", str(port))
+        if device.devid == 0:
+            # The historical place old tools read, mirroring device 0.
+            yield device.xs.write(f"{domainPath(device.domid)}/console/vnc-port", str(port))
+
+    def features(self, device: BackendDevice) -> dict[str, str]:
+        return {"feature-resize": "1", "request-update": "1"}
+
+    @inlineCallbacks
+    def connect(self, device: BackendDevice):
+        memory = device.context.foreignMemory
+        pageRef = yield device.readFrontendInt("page-ref")
+        port = yield device.readFrontendInt("event-channel")
+        protocol = (yield device.xs.readOrNone(f"{device.frontendPath}/protocol")) or "x86_64-abi"
+        updates = (yield device.readFrontendInt("feature-update", required=False)) == 1
+
+        self.page = memory.mapFrames(device.domid, [pageRef], True)
+        info = fbif.FbPage.read(self.page.view, protocol, self.config.videoram * MIB)
+        for note in info.clamped:
+            log.warn("{device}: {note}", device=device, note=note)
+        directories = memory.mapFrames(device.domid, info.pd, False)
+        try:
+            pages = [directories.view[i * fbif.PAGE_SIZE:(i + 1) * fbif.PAGE_SIZE]
+                     for i in range(len(info.pd))]
+            frames = fbif.framebufferFrames(pages, info.mem_length, protocol)
+            for page in pages:
+                page.release()
+        finally:
+            directories.close()
+        self.framebuffer = memory.mapFrames(device.domid, frames, False)
+        self.memLength = info.mem_length
+        self._setGeometry(info.geometry)
+        self.channel = device.context.eventChannels.bindInterdomain(
+            device.domid, port, self._event)
+        self._viewersChanged(self.display.viewers if self.display else 0)
+        if not updates:
+            self._poller = LoopingCall(self._poll)
+            self._poller.clock = device.context.reactor
+            self._poller.start(POLL_INTERVAL)
+        self._event()
+
+    def disconnect(self, device: BackendDevice) -> None:
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+        for name in ("channel", "framebuffer", "page"):
+            resource = getattr(self, name)
+            setattr(self, name, None)
+            if resource is not None:
+                resource.close()
+        self.geometry = None
+
+    def free(self, device: BackendDevice) -> Any:
+        if self.display is not None:
+            display, self.display = self.display, None
+            return display.stop()
+        return None
+
+    def status(self) -> dict[str, Any]:
+        host, port = self.address or (None, None)
+        return {
+            "vnc_listen": host,
+            "vnc_port": port,
+            "width": self.screen.width if self.screen else None,
+            "height": self.screen.height if self.screen else None,
+            "viewers": self.display.viewers if self.display else 0,
+        }
+
+    # -- guest events -----------------------------------------------------------
+
+    def _event(self) -> None:
+        """The guest notified: handle every event in its out ring."""
+        if self.page is None:
+            return
+        try:
+            for raw in fbif.OUT_RING.consume(self.page.view):
+                event = fbif.decodeOutEvent(raw)
+                if isinstance(event, fbif.UpdateEvent):
+                    self._update(event)
+                elif isinstance(event, fbif.ResizeEvent):
+                    self._setGeometry(fbif.validateResize(event, self.memLength))
+                else:
+                    log.info("{device}: ignoring unknown event type {type}",
+                             device=self._device, type=raw[0])
+        except GuestError as e:
+            self._device.guestError(e)
+
+    def _update(self, event: fbif.UpdateEvent) -> None:
+        geometry = self.geometry
+        rect = fbif.clipUpdate(event, geometry.width, geometry.height)
+        if rect is not None:
+            self._copy(*rect)
+
+    def _setGeometry(self, geometry: fbif.Geometry) -> None:
+        self.geometry = geometry
+        if (self.screen.width, self.screen.height) != (geometry.width, geometry.height):
+            self.screen.resize(geometry.width, geometry.height)
+        self._copy(0, 0, geometry.width, geometry.height)
+
+    def _copy(self, x: int, y: int, w: int, h: int) -> None:
+        geometry = self.geometry
+        copyRect(self.framebuffer.view, geometry.stride, geometry.depth, geometry.offset,
+                 self.screen.buffer, self.screen.width, x, y, w, h)
+        self.screen.update(x, y, w, h)
+
+    def _poll(self) -> None:
+        if self.geometry is not None and self.display is not None and self.display.viewers:
+            self._copy(0, 0, self.geometry.width, self.geometry.height)
+
+    def _viewersChanged(self, count: int) -> None:
+        """Tell the guest whether anyone watches (period 0: nobody, save your work)."""
+        if self.page is None:
+            return
+        period = REFRESH_MS if count else fbif.NO_REFRESH
+        try:
+            if fbif.IN_RING.produce(self.page.view, [fbif.RefreshPeriodEvent(period).encode()]):
+                self.channel.notify()
+        except GuestError as e:
+            self._device.guestError(e)
+            return
+        if count and self.geometry is not None:
+            # The guest may have skipped updates while nobody watched.
+            self._copy(0, 0, self.geometry.width, self.geometry.height)
