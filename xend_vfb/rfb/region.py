@@ -1,19 +1,21 @@
 """The part of the screen a client has not been sent yet, as a few rectangles.
 
-Rectangles merge when their bounding box is no bigger than the two together
-(containment, overlap, adjacent strips); other overlaps are cut away, so the
-rectangles never overlap and no pixel is sent twice in one update; too many
-collapse into their bounding box, so an update stays a handful of rectangles
-however many small changes the guest reports between two client requests.
+Rectangles merge when their bounding box is exactly their union (one
+contains the other, or they are aligned strips that touch or overlap);
+other overlaps are cut away.  So the rectangles cover exactly the changed
+pixels, without overlap: nothing unchanged is sent, nothing twice.  The one
+exception bounds the work: more than 64 separate rectangles collapse into
+their bounding box, so an update stays small however scattered the changes
+the guest reports between two client requests.
 """
 
 from __future__ import annotations
 
-__all__ = ["Rect", "DirtyRegion", "intersect"]
+__all__ = ["Rect", "DirtyRegion", "intersect", "MAX_RECTS"]
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
 
-_MAX_RECTS = 32
+MAX_RECTS = 64
 
 
 def _area(r: Rect) -> int:
@@ -74,7 +76,9 @@ class DirtyRegion:
             merged = False
             for i, other in enumerate(self._rects):
                 union = _union(other, rect)
-                if _area(union) <= _area(other) + _area(rect):
+                common = intersect(other, rect)
+                overlap = _area(common) if common is not None else 0
+                if _area(union) == _area(other) + _area(rect) - overlap:
                     del self._rects[i]
                     rect = union
                     merged = True
@@ -84,7 +88,7 @@ class DirtyRegion:
             common = intersect(other, rect)
             kept.extend([other] if common is None else _subtract(other, common))
         kept.append(rect)
-        if len(kept) > _MAX_RECTS:
+        if len(kept) > MAX_RECTS:
             box = kept[0]
             for other in kept[1:]:
                 box = _union(box, other)
