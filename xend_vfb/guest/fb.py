@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 
 from xend_vfb.errors import DeviceError, GuestError
 from xend_vfb.guest.frontend import Frontend
-from xend_vfb.guest.pattern import BYTES_PER_PIXEL, animationBand, loadImage, testPattern
+from xend_vfb.guest.pattern import BYTES_PER_PIXEL, animationBand, loadImage, patternBytes
 from xend_vfb.guestmem.interfaces import IGuestPages
 from xend_vfb.protocol.fbif import (
     IN_RING,
@@ -192,7 +192,7 @@ class VfbFrontend(Frontend):
         if image is not None:
             pixels = loadImage(image, width, height)
         else:
-            pixels = testPattern(width, height, self.domain.domid, self.devid)
+            pixels = patternBytes(width, height, self.domain.domid, self.devid)
         self.draw(0, 0, width, height, pixels)
 
     def animate(self) -> None:

@@ -3,7 +3,7 @@
 Pixels are 32-bit XRGB, little-endian (bytes B, G, R, 0), the format of the
 default Linux framebuffer (depth 32).  Every function returns packed rows
 (``width * 4`` bytes a row), so tests compare a backend's screen copy with
-`testPattern` byte for byte.
+`patternBytes` byte for byte.
 
 The pattern, top to bottom: eight colour bars (white, yellow, cyan, green,
 magenta, red, blue, black) over two thirds of the height, then four ramps
@@ -22,7 +22,7 @@ __all__ = [
     "BARS",
     "MARKER_CELL",
     "pixel",
-    "testPattern",
+    "patternBytes",
     "loadImage",
     "animationBand",
 ]
@@ -91,7 +91,7 @@ def _marker(buf: bytearray, width: int, height: int, domid: int, devid: int) -> 
             _fill(buf, width, height, x, y, cell - 1, cell - 1, colour)
 
 
-def testPattern(width: int, height: int, domid: int = 0, devid: int = 0) -> bytes:
+def patternBytes(width: int, height: int, domid: int = 0, devid: int = 0) -> bytes:
     """The pattern for a `width` x `height` screen of device `devid` of domain `domid`."""
     _checkSize(width, height)
     bars = b"".join(
