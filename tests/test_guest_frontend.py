@@ -333,3 +333,25 @@ def test_guest_close_is_bounded(xs, guestFactory):
     assert reactor.seconds() - start < 2
     assert (yield xs.read(VFB + "/state")) == str(int(XenbusState.Closed))
     assert (yield xs.read(backendPath(DOMID, "vfb", 0) + "/state")) == "1"
+
+
+@pytest_twisted.inlineCallbacks
+def test_image_instead_of_pattern(xs, guestFactory, backends, tmp_path):
+    from PIL import Image
+
+    from xend_vfb.guest.pattern import loadImage
+
+    image = tmp_path / "picture.png"
+    Image.new("RGB", (80, 60), (10, 200, 30)).save(image)
+    frontend, backend = yield connectVfb(xs, guestFactory, backends, image=str(image))
+    assert backend.screen(800, 600, 3200) == loadImage(image, 800, 600)
+
+
+@pytest_twisted.inlineCallbacks
+def test_animation_keeps_updating(xs, guestFactory, backends):
+    frontend, backend = yield connectVfb(xs, guestFactory, backends, animate=0.01)
+    seen = []
+    while len(seen) < 4:
+        yield waitFor(backend.pendingOut, what="animation updates")
+        seen.extend(backend.outEvents())
+    assert fbif.UpdateEvent(0, 568, 800, 32) in seen
