@@ -107,7 +107,8 @@ def test_missing_file(capsys, tmp_path):
     )
 
 
-def test_daemon_commands_need_the_daemon(capsys):
+def test_daemon_commands_need_the_daemon(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XEND_VFB_RUN_DIR", str(tmp_path))
     demo = str(EXAMPLES / "demo.cfg")
     for argv in (
         ["create", demo],
@@ -126,7 +127,8 @@ def test_daemon_commands_need_the_daemon(capsys):
         assert run(capsys, *argv) == (1, "", NO_DAEMON), argv
 
 
-def test_config_is_checked_before_the_daemon(capsys, tmp_path):
+def test_config_is_checked_before_the_daemon(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XEND_VFB_RUN_DIR", str(tmp_path))
     status, _, err = run(capsys, "vfb-attach", "demo", "vnc=1,vncdisplya=1")
     assert status == 1
     assert err.startswith("Error: vfb: unknown key 'vncdisplya' (accepted keys: backend, ")
@@ -142,7 +144,7 @@ def test_config_is_checked_before_the_daemon(capsys, tmp_path):
         ([], "the following arguments are required: COMMAND (see: xend-vfb --help)"),
         (
             ["frobnicate"],
-            "argument COMMAND: invalid choice: 'frobnicate' (choose from 'create', "
+            "argument COMMAND: invalid choice: 'frobnicate' (choose from 'daemon', 'create', "
             "'destroy', 'list', 'screenshot', 'shutdown', 'vfb-attach', 'vfb-detach', 'vfb-list', "
             "'vkbd-attach', 'vkbd-detach', 'vkbd-list') (see: xend-vfb --help)",
         ),

@@ -7,15 +7,21 @@ non-zero exit (2 for a command-line mistake); ``--verbose`` adds the traceback.
 """
 
 import argparse
+import base64
+import json
 import os
+import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from xend_vfb import __version__, sxp
+from xend_vfb import __version__, jsonline, sxp
 from xend_vfb.errors import DaemonError, XendVfbError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+from xend_vfb.supervisor import programCommand
+from xend_vfb.xenbus import XenbusState
 
 __all__ = ["main", "buildParser"]
 
@@ -36,9 +42,29 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see: {self.prog} --help)")
 
 
-def _requireDaemon() -> NoReturn:
-    """Reach the daemon; until it exists there is none to reach."""
-    raise DaemonError("the xend-vfb daemon is not running (start it with: xend-vfb daemon)")
+NOT_RUNNING = "the xend-vfb daemon is not running (start it with: xend-vfb daemon)"
+#: Seconds the CLI waits for the daemon (create waits for devices and backends).
+REQUEST_TIMEOUT = 300.0
+#: Seconds `xend-vfb daemon` waits for a daemon it started to answer.
+START_TIMEOUT = 20.0
+
+
+def _runDir() -> str:
+    return os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb")
+
+
+def _socketPath() -> str:
+    return os.path.join(_runDir(), "xend-vfb.sock")
+
+
+def _call(message: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
+    """One request to the daemon; `DaemonError` when it is not running."""
+    try:
+        return jsonline.requestBlocking(_socketPath(), message, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise DaemonError(NOT_RUNNING) from None
+    except TimeoutError:
+        raise DaemonError(f"the daemon did not answer within {timeout:g} s") from None
 
 
 def _readDomainConfig(path: str, isSXP: bool) -> DomainConfig:
@@ -47,25 +73,147 @@ def _readDomainConfig(path: str, isSXP: bool) -> DomainConfig:
     return DomainConfig.fromXmConfig(path, environ=os.environ)
 
 
+def _describeDisplays(devices: dict) -> list[str]:
+    lines = []
+    for vfb in devices.get("vfb", []):
+        where = (f"VNC on {vfb['vnc_listen']}:{vfb['vnc_port']}" if vfb["vnc_port"] is not None
+                 else "no VNC display")
+        lines.append(f"  vfb {vfb['devid']}: {where} (keyboard: vkbd {vfb['vkbd']})")
+    return lines
+
+
 def _create(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Check the config before anything else, so a mistake is reported even without a daemon.
     config = _readDomainConfig(args.config, args.sxp)
     if args.dry_run:
         out.write(sxp.pretty(config.toSXP()) + "\n")
         return 0
-    _requireDaemon()
+    if _call({"op": "ping"}).get("emulated") and config.emulationWarning():
+        err.write(config.emulationWarning() + "\n")
+    reply = _call({"op": "create", "sxp": sxp.show(config.toSXP())})
+    out.write(f"Started domain {reply['name']} (id={reply['domid']})\n")
+    out.write("".join(line + "\n" for line in _describeDisplays(reply["devices"])))
+    return 0
+
+
+def _destroy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _call({"op": "destroy", "domain": args.domain})
+    return 0
+
+
+def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    domains = _call({"op": "list"})["domains"]
+    if args.json:
+        out.write(json.dumps(domains, indent=2) + "\n")
+        return 0
+    out.write(f"{'Name':<24}{'ID':>5}  Displays\n")
+    for domain in domains:
+        displays = ", ".join(
+            f"vfb {v['devid']}: {v['vnc_listen']}:{v['vnc_port']}" if v["vnc_port"] is not None
+            else f"vfb {v['devid']}" for v in domain["devices"]["vfb"]) or "-"
+        out.write(f"{domain['name'] or '?':<24}{domain['domid']:>5}  {displays}\n")
+    return 0
 
 
 def _attach(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
     def attach(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         deviceClass.parse(args.spec, deviceClass.deviceClass, environ=os.environ)
-        _requireDaemon()
+        environ = {k: os.environ[k] for k in ("DISPLAY", "XAUTHORITY") if k in os.environ}
+        reply = _call({"op": "attach", "domain": args.domain, "class": deviceClass.deviceClass,
+                       "spec": args.spec, "environ": environ})
+        device = reply["device"]
+        out.write(f"{deviceClass.deviceClass} {device['devid']} attached to domain "
+                  f"{reply['domid']}\n")
+        if deviceClass is VfbConfig:
+            out.write("".join(line + "\n" for line in _describeDisplays({"vfb": [device]})))
+        return 0
 
     return attach
 
 
-def _needsDaemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    _requireDaemon()
+def _detach(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
+    def detach(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        _call({"op": "detach", "domain": args.domain, "class": deviceClass.deviceClass,
+               "devid": args.devid, "force": args.force})
+        return 0
+
+    return detach
+
+
+def _deviceList(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
+    def listing(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        rows = _call({"op": "devices", "domain": args.domain,
+                      "class": deviceClass.deviceClass})["devices"]
+        if args.json:
+            out.write(json.dumps(rows, indent=2) + "\n")
+            return 0
+        out.write(f"{'Idx':>3}  {'BE-state':<13}{'FE-state':<13}Address\n")
+        for row in rows:
+            address = (f"{row['vnc_listen']}:{row['vnc_port']}" if row.get("vnc_port") else "-")
+            out.write(f"{row['devid']:>3}  {XenbusState(row['backend_state']).name:<13}"
+                      f"{XenbusState(row['frontend_state']).name:<13}{address}\n")
+        return 0
+
+    return listing
+
+
+def _screenshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    reply = _call({"op": "screenshot", "domain": args.domain, "devid": args.devid})
+    with open(args.file, "wb") as f:
+        f.write(base64.b64decode(reply["png"]))
+    out.write(f"wrote {args.file}\n")
+    return 0
+
+
+def _shutdown(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _call({"op": "shutdown", "all": args.all})
+    return 0
+
+
+def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from xend_vfb.daemon import runDaemon
+
+    try:
+        pid = _call({"op": "ping"}, timeout=5)["pid"]
+        raise DaemonError(f"the xend-vfb daemon is already running (pid {pid})")
+    except DaemonError as e:
+        if str(e) != NOT_RUNNING:
+            raise
+    if args.foreground:
+        from xend_vfb.log import startLogging
+
+        startLogging(sys.stderr)
+        return runDaemon(_runDir(), args.emulated)
+    return _startInBackground(args, out)
+
+
+def _startInBackground(args: argparse.Namespace, out: TextIO) -> int:
+    """Run `daemon --foreground` in its own session, logging to the run dir, and
+    return once it answers."""
+    os.makedirs(_runDir(), mode=0o700, exist_ok=True)
+    logPath = os.path.join(_runDir(), "xend-vfb.log")
+    command = [*programCommand("xend-vfb"), "daemon", "--foreground"]
+    if args.emulated:
+        command.append("--emulated")
+    with open(logPath, "ab") as logFile:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=logFile,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            with open(logPath, errors="replace") as f:
+                last = [line for line in f.read().splitlines() if line.startswith("Error:")]
+            raise DaemonError(last[-1][len("Error: "):] if last else
+                              f"the daemon exited at start (status {child.returncode}); "
+                              f"see {logPath}")
+        try:
+            _call({"op": "ping"}, timeout=2)
+        except DaemonError:
+            time.sleep(0.05)
+            continue
+        out.write(f"xend-vfb daemon started (pid {child.pid}, log {logPath})\n")
+        return 0
+    raise DaemonError(f"the daemon did not answer within {START_TIMEOUT:g} s; see {logPath}")
 
 
 def _addCommand(
@@ -94,18 +242,27 @@ def _addCreate(commands: "argparse._SubParsersAction[_Parser]") -> None:
     create.add_argument("config", metavar="CONFIG", help="xm config file (or SXP file with -C)")
 
 
+def _addDaemon(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    daemon = _addCommand(commands, "daemon", "run the xend-vfb daemon", _daemon)
+    daemon.add_argument(
+        "--emulated", action="store_true",
+        help="no hypervisor: run the embedded xenstored and simulated guests",
+    )
+    daemon.add_argument("--foreground", action="store_true", help="do not go to the background")
+
+
 def _addDomainCommands(commands: "argparse._SubParsersAction[_Parser]") -> None:
-    destroy = _addCommand(commands, "destroy", "destroy a domain", _needsDaemon)
+    destroy = _addCommand(commands, "destroy", "destroy a domain", _destroy)
     destroy.add_argument("domain", metavar="DOM", help="domain name or id")
-    listing = _addCommand(commands, "list", "list domains", _needsDaemon)
+    listing = _addCommand(commands, "list", "list domains", _list)
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     screenshot = _addCommand(
-        commands, "screenshot", "write a display's screen to a PNG file", _needsDaemon
+        commands, "screenshot", "write a display's screen to a PNG file", _screenshot
     )
     screenshot.add_argument("domain", metavar="DOM", help="domain name or id")
     screenshot.add_argument("file", metavar="FILE.png")
     screenshot.add_argument("--devid", type=int, default=0, help="vfb device id (default 0)")
-    shutdown = _addCommand(commands, "shutdown", "stop the daemon", _needsDaemon)
+    shutdown = _addCommand(commands, "shutdown", "stop the daemon", _shutdown)
     shutdown.add_argument(
         "--all", action="store_true", help="in emulated mode, also stop every guest and xenstored"
     )
@@ -121,12 +278,14 @@ def _addDeviceCommands(
     attach.add_argument("domain", metavar="DOM", help="domain name or id")
     attach.add_argument("spec", metavar="SPEC", help="device string, e.g. 'vnc=1,vncunused=1'")
     detach = _addCommand(
-        commands, f"{name}-detach", f"remove a {name} device from a domain", _needsDaemon
+        commands, f"{name}-detach", f"remove a {name} device from a domain", _detach(deviceClass)
     )
     detach.add_argument("domain", metavar="DOM", help="domain name or id")
     detach.add_argument("devid", metavar="DEVID", type=int)
     detach.add_argument("--force", action="store_true", help="do not wait for the guest")
-    listing = _addCommand(commands, f"{name}-list", f"list a domain's {name} devices", _needsDaemon)
+    listing = _addCommand(
+        commands, f"{name}-list", f"list a domain's {name} devices", _deviceList(deviceClass)
+    )
     listing.add_argument("domain", metavar="DOM", help="domain name or id")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
 
@@ -139,6 +298,7 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more detail on errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND", dest="command", required=True)
+    _addDaemon(commands)
     _addCreate(commands)
     _addDomainCommands(commands)
     _addDeviceCommands(commands, VfbConfig)

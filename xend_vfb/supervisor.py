@@ -85,7 +85,7 @@ class ProcessSupervisor(Service):
         self.onDeath = onDeath or (lambda key, how, clean: None)
         self.processes: dict[str, _Supervised] = {}
 
-    def running(self, key: str) -> ProcessId | None:
+    def processOf(self, key: str) -> ProcessId | None:
         supervised = self.processes.get(key)
         return supervised.process if supervised is not None else None
 

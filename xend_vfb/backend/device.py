@@ -100,10 +100,14 @@ class BackendDevice:
 
     @inlineCallbacks
     def start(self):
-        """Start watching and run the first steps."""
-        self._watches.append((yield self.xs.watch(self.backendPath, self.kick)))
-        self._watches.append((yield self.xs.watch(f"{self.frontendPath}/state", self.kick)))
-        yield maybeDeferred(self.ops.init, self)
+        """Start watching and run the first steps once the ops' `init` is done."""
+        self._running = True  # changes seen meanwhile wait for `init`
+        try:
+            self._watches.append((yield self.xs.watch(self.backendPath, self.kick)))
+            self._watches.append((yield self.xs.watch(f"{self.frontendPath}/state", self.kick)))
+            yield maybeDeferred(self.ops.init, self)
+        finally:
+            self._running = False
         self.kick()
 
     def kick(self, _path: str = "") -> None:
