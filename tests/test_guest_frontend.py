@@ -355,3 +355,14 @@ def test_animation_keeps_updating(xs, guestFactory, backends):
         yield waitFor(backend.pendingOut, what="animation updates")
         seen.extend(backend.outEvents())
     assert fbif.UpdateEvent(0, 568, 800, 32) in seen
+
+
+@pytest_twisted.inlineCallbacks
+def test_32_bit_guest_layout(xs, guestFactory, backends):
+    frontend, backend = yield connectVfb(
+        xs, guestFactory, backends, protocol="x86_32-abi", size=(1024, 768)
+    )
+    assert (yield xs.read(VFB + "/protocol")) == "x86_32-abi"
+    assert backend.fbPage.protocol == "x86_32-abi"
+    assert (backend.fbPage.width, backend.fbPage.height) == (1024, 768)
+    assert backend.screen(1024, 768, 4096) == patternBytes(1024, 768, DOMID, 0)
