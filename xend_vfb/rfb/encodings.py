@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
-from xend_vfb.rfb.pixels import NATIVE, PixelFormat, Translator, gatherRect
+from xend_vfb.rfb.pixels import NATIVE, PixelFormat, Translator, gatherRect, rectRows
 
 __all__ = ["Encoding", "RectEncoder", "RECT_HEADER"]
 
@@ -91,14 +91,20 @@ class RectEncoder:
 
     def encode(
         self, pixels: memoryview, width: int, x: int, y: int, w: int, h: int
-    ) -> list[bytes]:
-        """One rectangle of the screen (pixels, width), with its header, ready to write."""
+    ) -> list[bytes | memoryview]:
+        """One rectangle of the screen (pixels, width), with its header, to be joined at once.
+
+        In the screen's own format, Raw data is views of the screen's rows: the one copy
+        is the caller's join, made before the screen can change.
+        """
         header = RECT_HEADER.pack(x, y, w, h, self.encoding)
         translator = self._translator()
         if self.encoding == Encoding.ZRLE:
             return [header, *self._zrle(pixels, width, translator, x, y, w, h)]
         if self.encoding == Encoding.HEXTILE:
             return [header, *self._hextile(pixels, width, translator, x, y, w, h)]
+        if translator.identity:
+            return [header, *rectRows(pixels, width, x, y, w, h)]
         return [header, translator.translate(gatherRect(pixels, width, x, y, w, h))]
 
     def _hextile(self, pixels: memoryview, width: int, translator: Translator,

@@ -21,7 +21,9 @@ from typing import ClassVar
 
 from xend_vfb.display import BYTES_PER_PIXEL
 
-__all__ = ["PixelFormat", "NATIVE", "Translator", "gatherRect", "colourMapEntries"]
+__all__ = [
+    "PixelFormat", "NATIVE", "Translator", "rectRows", "gatherRect", "colourMapEntries",
+]
 
 # Byte offset of each channel within a screen pixel (B, G, R, X in memory).
 _BLUE, _GREEN, _RED = 0, 1, 2
@@ -134,11 +136,11 @@ class Translator:
         self.pixelSize = len(positions)
         self._lanes = lanes
         # The screen's own layout (B, G, R, and an unused byte): copied as it is.
-        self._identity = lanes == [((_BLUE, None),), ((_GREEN, None),), ((_RED, None),), ()]
+        self.identity = lanes == [((_BLUE, None),), ((_GREEN, None),), ((_RED, None),), ()]
 
     def translate(self, src: bytes) -> bytes:
         """Translate `src` (whole XRGB8888 pixels) into packed pixels of this format."""
-        if self._identity:
+        if self.identity:
             return src
         count = len(src) // BYTES_PER_PIXEL
         out = bytearray(count * self.pixelSize)
@@ -162,12 +164,16 @@ class Translator:
         return bytes(out)
 
 
-def gatherRect(pixels: memoryview, width: int, x: int, y: int, w: int, h: int) -> bytes:
-    """Copy a rectangle out of a screen's pixels, rows packed together."""
+def rectRows(pixels: memoryview, width: int, x: int, y: int, w: int, h: int) -> list[memoryview]:
+    """Views of a rectangle's rows in a screen's pixels (one view when rows are whole)."""
     stride = width * BYTES_PER_PIXEL
     if x == 0 and w == width:
-        return bytes(pixels[y * stride : (y + h) * stride])
+        return [pixels[y * stride : (y + h) * stride]]
     start = x * BYTES_PER_PIXEL
     end = start + w * BYTES_PER_PIXEL
-    return b"".join([pixels[row * stride + start : row * stride + end] for row in range(y, y + h)])
+    return [pixels[row * stride + start : row * stride + end] for row in range(y, y + h)]
 
+
+def gatherRect(pixels: memoryview, width: int, x: int, y: int, w: int, h: int) -> bytes:
+    """Copy a rectangle out of a screen's pixels, rows packed together."""
+    return b"".join(rectRows(pixels, width, x, y, w, h))

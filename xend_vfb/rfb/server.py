@@ -319,7 +319,7 @@ class RFBServerProtocol(Protocol):
             return
         self._request = None
         pixels = screen.pixels()
-        chunks = [_UPDATE_HEADER.pack(0, len(rects))]
+        chunks: list[bytes | memoryview] = [_UPDATE_HEADER.pack(0, len(rects))]
         for x, y, w, h in rects:
             chunks += self._encoder.encode(pixels, screen.width, x, y, w, h)
         self.transport.write(b"".join(chunks))
