@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from xend_vfb.guest.fb import VfbFrontend
@@ -57,7 +58,12 @@ class GuestDomain:
     """Domain `domid`'s drivers: attributes are what frontends use."""
 
     def __init__(
-        self, reactor, xs: IXenstore, memory: IGuestMemory, domid: int, options: GuestOptions
+        self,
+        reactor: IReactorTime,
+        xs: IXenstore,
+        memory: IGuestMemory,
+        domid: int,
+        options: GuestOptions,
     ) -> None:
         self.reactor = reactor
         self.xs = xs

@@ -15,6 +15,9 @@ that its updates merge into one full-screen update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
@@ -36,6 +39,9 @@ from xend_vfb.protocol.fbif import (
     writePage,
 )
 from xend_vfb.xenbus import XenbusState
+
+if TYPE_CHECKING:
+    from xend_vfb.guest.domain import GuestDomain
 
 __all__ = ["DEPTH", "RETRY_DELAY", "VfbFrontend", "memLength"]
 
@@ -60,8 +66,8 @@ class VfbFrontend(Frontend):
     framebuffer: IGuestPages | None = None
     directories: IGuestPages | None = None
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, domain: GuestDomain, devid: int, onGone: Callable[[Frontend], None]) -> None:
+        super().__init__(domain, devid, onGone)
         options = self.domain.options
         self.originalSize = options.size
         #: (width, height, stride) of what the guest shows now.

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from twisted.internet import defer
 from twisted.internet.defer import (
     Deferred,
     DeferredLock,
@@ -120,21 +121,17 @@ class Frontend:
         self._checkQueued = True
         self._lock.run(self._runCheck).addErrback(self._checkFailed)
 
-    def whenState(self, *states: XenbusState) -> Deferred[None]:
-        """Fires once ``state`` is one of `states` (at once if it is); for tests and close."""
-        return self._when(lambda: self.state in states)
-
     def close(self, timeout: float) -> Deferred[None]:
         """Close as a guest shutting down does: Closing, wait (at most `timeout` seconds)
         for the backend to go Closing or Closed, then Closed; never re-probes after."""
         self._shuttingDown = True
-        self._lock.run(self._beginClose).addErrback(self._checkFailed)
-        done = self._when(lambda: self.gone or self.state in (XenbusState.Closed,))
-        if self.state == XenbusState.Unknown:
+        if self.gone or self.state == XenbusState.Unknown:
             return succeed(None)
+        self._lock.run(self._beginClose).addErrback(self._checkFailed)
+        done = self._when(lambda: self.gone or self.state == XenbusState.Closed)
 
         def timedOut(failure):
-            failure.trap(Exception)
+            failure.trap(defer.TimeoutError)
             self.log("warn", "backend did not close within {timeout} s", timeout=timeout)
             return self._lock.run(self._finishClose)
 

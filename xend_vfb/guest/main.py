@@ -21,6 +21,7 @@ import signal
 import sys
 
 from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IReactorCore, IReactorFDSet
 from twisted.logger import Logger, LogLevel
 
 from xend_vfb.errors import XendVfbError
@@ -126,7 +127,11 @@ class Simulator:
     """The guests of one process, from connecting to xenstore to the last Closed."""
 
     def __init__(
-        self, reactor, options: GuestOptions, memories: dict[int, IGuestMemory], closeTimeout: float
+        self,
+        reactor: IReactorCore,
+        options: GuestOptions,
+        memories: dict[int, IGuestMemory],
+        closeTimeout: float,
     ) -> None:
         self.reactor = reactor
         self.options = options
@@ -196,7 +201,9 @@ class Simulator:
             self.reactor.callWhenRunning(self.reactor.stop)
 
 
-def _openMemories(runDir: str, domids: list[int], reactor) -> dict[int, IGuestMemory]:
+def _openMemories(
+    runDir: str, domids: list[int], reactor: IReactorFDSet
+) -> dict[int, IGuestMemory]:
     memories: dict[int, IGuestMemory] = {}
     try:
         for domid in domids:
