@@ -1,28 +1,106 @@
-"""The README's main job: start the embedded xenstored and show the layer working."""
+"""The README's main job: a demo guest with a live VNC display, on the emulated host.
 
+    ./demo.sh [--once] [--screenshot FILE]
+
+Starts the daemon in emulated mode (embedded xenstored, simulated guests),
+creates the guest of `examples/demo.cfg`, prints the VNC address to connect to
+and writes a screenshot.  It then keeps the guest running until Ctrl-C (or
+returns at once with `--once`), destroys the domain and stops what it started.
+The daemon and its children run in their own sessions, so Ctrl-C reaches only
+this process: stopping them is done here, explicitly.
+"""
+
+import argparse
+import json
 import os
+import signal
 import sys
+import time
+from contextlib import redirect_stdout
+from io import StringIO
 
-from twisted.internet import task
-from twisted.internet.defer import inlineCallbacks
+from xend_vfb import cli
 
-from xend_vfb.xenstore import EmbeddedXenstored, connect
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "examples", "demo.cfg")
 
 
-@inlineCallbacks
-def main(reactor):
-    runDir = os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb")
-    daemon = EmbeddedXenstored(runDir)
-    process = daemon.start()
-    print(f"embedded xenstored {process} listening on {daemon.socketPath}")
-    xs = yield connect(daemon.socketPath)
-    yield xs.write("/local/domain/1/name", "demo")
-    print(f"wrote /local/domain/1/name = {(yield xs.read('/local/domain/1/name'))!r}")
-    print(f"/local/domain lists {(yield xs.list('/local/domain'))}")
-    xs.close()
-    daemon.stop()
-    print("stopped the embedded xenstored")
+def xendVfb(*argv: str) -> str:
+    """Run one `xend-vfb` command in this process; its output, or SystemExit on failure."""
+    out = StringIO()
+    with redirect_stdout(out):
+        status = cli.main(list(argv))
+    if status != 0:
+        raise SystemExit(status)
+    return out.getvalue()
+
+
+def daemonRunning() -> bool:
+    try:
+        cli._call({"op": "ping"}, timeout=5)
+        return True
+    except cli.DaemonError:
+        return False
+
+
+def waitConnected(domain: str, timeout: float = 30.0) -> dict:
+    """The domain's first display once the guest has connected to it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        displays = json.loads(xendVfb("vfb-list", domain, "--json"))
+        if displays and displays[0]["frontend_state"] == 4:
+            return displays[0]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Error: the demo guest did not connect within {timeout:g} s")
+        time.sleep(0.1)
+
+
+def waitForInterrupt() -> None:
+    """Sleep until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="do not wait for Ctrl-C")
+    parser.add_argument("--screenshot", default="demo-screenshot.png", metavar="FILE")
+    arguments = parser.parse_args(argv)
+    os.environ.setdefault("XEND_VFB_RUN_DIR", "/run/xend-vfb")
+
+    startedDaemon = not daemonRunning()
+    if startedDaemon:
+        print(xendVfb("daemon", "--emulated").strip())
+    else:
+        print("using the xend-vfb daemon already running")
+    if any(d["name"] == "demo" for d in json.loads(xendVfb("list", "--json"))):
+        xendVfb("destroy", "demo")
+    try:
+        print(xendVfb("create", EXAMPLE).strip())
+        domid = next(d["domid"] for d in json.loads(xendVfb("list", "--json"))
+                     if d["name"] == "demo")
+        display = waitConnected("demo")
+        xendVfb("screenshot", "demo", arguments.screenshot)
+        print(f"\nThe demo guest's display: vncviewer {display['vnc_listen']}::"
+              f"{display['vnc_port']}")
+        print(f"Screenshot written to {os.path.abspath(arguments.screenshot)}")
+        print(f"Keys typed in the viewer arrive in "
+              f"{os.environ['XEND_VFB_RUN_DIR']}/guests/{domid}/input.jsonl")
+        if not arguments.once:
+            print("Press Ctrl-C to stop.")
+            waitForInterrupt()
+    finally:
+        print("\nstopping: destroying the demo domain")
+        xendVfb("destroy", "demo")
+        if startedDaemon:
+            xendVfb("shutdown", "--all")
+            print("stopped the daemon and the embedded xenstored")
+    return 0
 
 
 if __name__ == "__main__":
-    task.react(main, sys.argv[1:])
+    sys.exit(main())
