@@ -158,9 +158,11 @@ def test_refresh_period_zero_stops_updates(xs, guestFactory, backends):
     frontend.redraw()
     yield sleep(0.05)
     assert backend.pendingOut() == 0
-    # Watched again: one full-screen update.
+    # Watched again: one full-screen update, notified.
+    before = backend.notified
     backend.send(fbif.RefreshPeriodEvent(50))
     yield waitFor(backend.pendingOut, what="an update")
+    yield waitFor(lambda: backend.notified > before, what="a notification")
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
 
 

@@ -150,7 +150,8 @@ class VfbFrontend(Frontend):
                 self._refreshPeriod(event.period)
             else:
                 self.log("warn", "unknown in event type {type}", type=raw[0])
-        if not self._produce() and events:
+        # One notification for the batch: the slots we freed and the events we produced.
+        if self._produce() or events:
             self.notify()
 
     def release(self) -> None:
