@@ -30,7 +30,7 @@ from xend_vfb import jsonline, sxp
 from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError, DeviceError
-from xend_vfb.host import EmulatedHost, IHost
+from xend_vfb.host import EmulatedHost, IHost, XenHost
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 from xend_vfb.supervisor import ProcessSupervisor, programCommand
 from xend_vfb.xenbus import parseState
@@ -102,8 +102,9 @@ class XendVfbDaemon(MultiService):
         if self.emulated:
             self.host = EmulatedHost(self.xs, self.runDir, self.supervisor)
         else:
-            raise DaemonError("only emulated mode is implemented so far: run "
-                              "'xend-vfb daemon --emulated'")
+            self.host = XenHost(self.xs, self.runDir)
+            # Xen announces every domain's death here; find out whose it was.
+            yield self.xs.watch("@releaseDomain", self._domainReleased)
         super().startService()
         yield self.recover()
         self._port = yield jsonline.listen(self.reactor, socketPath(self.runDir), self)
@@ -133,7 +134,7 @@ class XendVfbDaemon(MultiService):
         start backends, and clean up domains that died while we were down."""
         for domid in (yield self.domids()):
             pending = yield self._pending(domid)
-            alive = self.host.recover(domid)
+            alive = self.host.recover(domid) and (yield self.xs.exists(domainPath(domid)))
             if not alive or (pending and pending["op"] in ("create", "destroy")):
                 why = "it died" if not alive else f"an interrupted {pending['op']}"
                 log.info("domain {domid}: cleaning up after {why}", domid=domid, why=why)
@@ -171,12 +172,25 @@ class XendVfbDaemon(MultiService):
 
     @inlineCallbacks
     def resolve(self, what: str):
-        """A domain id from a name or an id given on the command line."""
-        for domid in (yield self.domids()):
+        """A domain id from a name or an id given on the command line: any running
+        domain (on Xen, also one started by plain `xl create`), or one of ours."""
+        running = [int(n) for n in (yield self.xs.list("/local/domain")) if n.isdigit()]
+        for domid in sorted(set(running) | set((yield self.domids())) - {0}):
             name = yield self.xs.readOrNone(f"{domainPath(domid)}/name")
             if what == str(domid) or what == name:
                 return domid
         raise DaemonError(f"domain {what!r} does not exist")
+
+    def _domainReleased(self, _path: str) -> None:
+        d = self._reapDeadDomains()
+        d.addErrback(lambda f: log.failure("checking for dead domains", f))
+
+    @inlineCallbacks
+    def _reapDeadDomains(self):
+        for domid in (yield self.domids()):
+            if domid not in self._busy and not (yield self.xs.exists(domainPath(domid))):
+                log.info("domain {domid} is gone: cleaning up", domid=domid)
+                yield self.teardown(domid, graceful=False)
 
     @inlineCallbacks
     def _pending(self, domid: int):

@@ -1,9 +1,10 @@
 """The host a daemon runs on: who builds domains, and whether they still run.
 
-On Xen, domains are built by `xl` and xend-vfb only adds display devices (not
-implemented yet).  In emulated mode (SURFACE.md) the daemon stands in for the
-hypervisor: it hands out domain ids from 1, writes `/local/domain/D/name` and
-`domid`, creates the guest's memory file and runs one simulated guest
+On Xen, domains are built by `xl` (`XenHost`): xend-vfb adds only the display
+devices, between `xl create -p` and `xl unpause`.  In emulated mode
+(SURFACE.md) the daemon stands in for the hypervisor (`EmulatedHost`): it
+hands out domain ids from 1, writes `/local/domain/D/name` and `domid`,
+creates the guest's memory file and runs one simulated guest
 (`xend-vfb-guest`) per domain; that process exiting means the domain died.
 """
 
@@ -13,16 +14,18 @@ import os
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from xend_vfb.errors import DaemonError
 from xend_vfb.guestmem.emulated import createGuestMemory, destroyGuestMemory, guestDir
 from xend_vfb.model import DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import PRIVATE_ROOT, domainPath
 
-__all__ = ["IHost", "EmulatedHost", "guestKey"]
+__all__ = ["IHost", "EmulatedHost", "XenHost", "guestKey", "xlConfig"]
 
 log = Logger()
 
@@ -113,4 +116,64 @@ class EmulatedHost:
             if found is None:
                 return False
             self.supervisor.adopt(guestKey(domid), found, record)
+        return True
+
+
+def xlConfig(config: DomainConfig) -> str:
+    """The part of `config` that `xl create` builds: everything but the displays and
+    keyboards, which xend-vfb adds itself once the domain exists (paused)."""
+    lines = [f"name = {_xlValue(config.name)}", f"memory = {config.memory}",
+             f"vcpus = {config.vcpus}"]
+    for key in ("uuid", "kernel", "ramdisk", "extra"):
+        value = getattr(config, key)
+        if value is not None:
+            lines.append(f"{key} = {_xlValue(value)}")
+    lines.extend(f"{key} = {_xlValue(value)}" for key, value in config.other)
+    return "\n".join(lines) + "\n"
+
+
+def _xlValue(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[ " + ", ".join(_xlValue(v) for v in value) + " ]"
+    if value.isdigit():
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@implementer(IHost)
+class XenHost:
+    """A real Xen host: `xl` builds and destroys domains, the hypervisor runs them."""
+
+    def __init__(self, xs: IXenstore, runDir: str) -> None:
+        self.xs = xs
+        self.runDir = runDir
+
+    @inlineCallbacks
+    def _xl(self, *arguments: str):
+        out, err, code = yield getProcessOutputAndValue("xl", arguments, env=os.environ)
+        if code != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            raise DaemonError(f"xl {arguments[0]} failed: {lines[-1] if lines else code}")
+        return out.decode("utf-8", "replace")
+
+    @inlineCallbacks
+    def createDomain(self, config: DomainConfig):
+        path = os.path.join(self.runDir, f"{config.name}.xl.cfg")
+        with open(path, "w") as f:
+            f.write(xlConfig(config))
+        yield self._xl("create", "-p", path)
+        return int((yield self._xl("domid", config.name)).strip())
+
+    def startDomain(self, domid: int) -> Any:
+        return self._xl("unpause", str(domid))
+
+    @inlineCallbacks
+    def destroyDomain(self, domid: int):
+        if (yield self.xs.exists(domainPath(domid))):
+            yield self._xl("destroy", str(domid))
+
+    def isAlive(self, domid: int) -> bool:
+        return True  # a domain's death shows in xenstore: see XendVfbDaemon.recover
+
+    def recover(self, domid: int) -> bool:
         return True
