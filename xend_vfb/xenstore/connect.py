@@ -8,7 +8,6 @@ failing that the xenbus device.
 
 import os
 
-from twisted.internet import reactor as globalReactor
 from twisted.internet import stdio
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -55,7 +54,8 @@ def connect(
     embedded xenstored listens with a backlog of 1, so many processes starting at
     once are refused for a moment, and a daemon being restarted is briefly absent.
     """
-    reactor = reactor or globalReactor
+    if reactor is None:
+        from twisted.internet import reactor
     path = path or defaultPath()
     client = Xenstore(reactor, path, timeout)
     if _isDevice(path):
