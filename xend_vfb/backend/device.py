@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
-from xend_vfb.errors import GuestError, XenstoreError
+from xend_vfb.errors import GuestError, XenstoreConnectionError, XenstoreError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import backendPath, frontendPath
@@ -133,7 +133,10 @@ class BackendDevice:
             self._running = False
 
     def _crashed(self, failure: Any) -> None:
-        if failure.check(XenstoreError):
+        if self.released and failure.check(XenstoreConnectionError):
+            # A step still in flight when the backend let go of xenstore (shutdown).
+            log.debug("{device}: step cut short by shutdown", device=self)
+        elif failure.check(XenstoreError):
             log.warn("{device}: xenstore error in step: {error}", device=self,
                      error=failure.value)
         else:

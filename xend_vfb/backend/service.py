@@ -20,6 +20,7 @@ from xend_vfb.backend.vfb import VfbOps
 from xend_vfb.backend.vkbd import KeyboardProxy, VkbdOps
 from xend_vfb.controller import controllerClass
 from xend_vfb.domain import PAIRED_KEYBOARD
+from xend_vfb.errors import XenstoreConnectionError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import (
@@ -56,6 +57,7 @@ class DomainBackend:
         self._watches: list = []
         self._scanning = False
         self._rescan = False
+        self._stopped = False
 
     @inlineCallbacks
     def start(self):
@@ -67,6 +69,7 @@ class DomainBackend:
 
     def stop(self) -> None:
         """The process is stopping: release mappings, leave xenstore for a successor."""
+        self._stopped = True
         for device in list(self.devices.values()):
             device.stop()
         self.devices.clear()
@@ -74,11 +77,20 @@ class DomainBackend:
     # -- finding devices ---------------------------------------------------------
 
     def _changed(self, _path: str) -> None:
+        if self._stopped:
+            return
         if self._scanning:
             self._rescan = True
             return
         d = self._scan()
-        d.addErrback(lambda f: log.failure("domain {domid}: scan failed", f, domid=self.domid))
+        d.addErrback(self._scanFailed)
+
+    def _scanFailed(self, failure: Any) -> None:
+        if self._stopped and failure.check(XenstoreConnectionError):
+            # A scan still in flight when the process let go of xenstore.
+            log.debug("domain {domid}: scan cut short by shutdown", domid=self.domid)
+            return
+        log.failure("domain {domid}: scan failed", failure, domid=self.domid)
 
     @inlineCallbacks
     def _scan(self):
@@ -179,4 +191,5 @@ class DomainBackend:
         device = self.devices.get(("vfb", devid))
         if device is None or device.ops.screen is None:
             raise ValueError(f"domain {self.domid} has no display vfb/{devid}")
+        device.ops.refresh()
         return device.ops.screen

@@ -194,6 +194,13 @@ class VfbOps(DeviceOps):
                  self.screen.buffer, self.screen.width, x, y, w, h)
         self.screen.update(x, y, w, h)
 
+    def refresh(self) -> None:
+        """Copy the whole visible framebuffer into the screen now.  For screenshots:
+        while no display watches, the guest is told it need not send UPDATEs
+        (REFRESH_PERIOD 0), so the copy may be behind the framebuffer."""
+        if self.geometry is not None and self.framebuffer is not None:
+            self._copy(0, 0, self.geometry.width, self.geometry.height)
+
     def _poll(self) -> None:
         if self.geometry is not None and self.display is not None and self.display.viewers:
             self._copy(0, 0, self.geometry.width, self.geometry.height)

@@ -1,0 +1,257 @@
+"""What the backend's tests share: a toolstack, a backend process, in-process guests.
+
+The toolstack part is the project's own (`Domain` writes the areas), the
+backend is the real ``xend-vfb-backend`` program, and guests are the
+simulator's `GuestDomain` in the test's reactor, so a test can draw on a
+guest's screen, or swap in a frontend that misbehaves (`HostileDomain`).
+"""
+
+import base64
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import pytest_twisted
+from PIL import Image
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+
+import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
+from tests.guest_support import sleep
+from xend_vfb import jsonline
+from xend_vfb.backend.control import controlSocketPath
+from xend_vfb.domain import Domain
+from xend_vfb.guest.domain import GuestDomain, GuestOptions
+from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory
+from xend_vfb.model import VfbConfig, VkbdConfig
+from xend_vfb.xenbus import XenbusState
+from xend_vfb.xenstore.paths import backendPath, domainPath, frontendPath
+
+__all__ = [
+    "BACKEND_PROGRAM",
+    "GUEST_PROGRAM",
+    "MEMORY_SIZE",
+    "BackendProcess",
+    "HostileDomain",
+    "backendProcess",
+    "createDomain",
+    "guestFactory",
+    "imageBytes",
+    "makeRunDir",
+    "readState",
+    "runDir",
+    "screenshot",
+    "status",
+    "waitFor",
+    "waitKey",
+    "waitStates",
+]
+
+BACKEND_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-backend")
+GUEST_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-guest")
+MEMORY_SIZE = 16 * 1024 * 1024
+
+
+@inlineCallbacks
+def waitFor(check, timeout=10.0, what="condition"):
+    """Poll `check()` (may return a Deferred) until it is truthy, for at most `timeout`
+    seconds of real time however long each check takes; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = yield check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        yield sleep(0.01)
+
+
+def makeRunDir() -> str:
+    # Short: the control socket's path must fit a sockaddr_un (108 bytes).
+    return tempfile.mkdtemp(prefix="xvb-", dir="/tmp")
+
+
+@pytest.fixture
+def runDir():
+    path = makeRunDir()
+    yield path
+    if not os.environ.get("XVB_KEEP"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class BackendProcess:
+    """One real ``xend-vfb-backend --domid D`` with its log in the run dir."""
+
+    def __init__(self, xenstored, runDir: str, domid: int) -> None:
+        self.runDir = runDir
+        self.domid = domid
+        self.logPath = os.path.join(runDir, f"backend-{domid}.log")
+        env = dict(os.environ, XENSTORED_PATH=xenstored.socketPath)
+        self.process = subprocess.Popen(
+            [BACKEND_PROGRAM, "--domid", str(domid), "--run-dir", runDir, "--mode", "emulated",
+             "--log-file", self.logPath],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def controlPath(self) -> str:
+        return controlSocketPath(self.runDir, self.domid)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        try:
+            with open(self.logPath) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def waitExit(self, timeout: float = 15.0):
+        return waitFor(lambda: self.process.poll() is not None, timeout, "the backend to exit")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            self.process.send_signal(sig)
+
+    def reap(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def assertHealthy(self) -> None:
+        """Alive, and nothing in its log that says a handler crashed."""
+        assert self.alive(), f"backend exited ({self.process.returncode}):\n{self.log()}"
+        text = self.log()
+        for bad in ("Traceback", "Unhandled", "step failed", "scan failed"):
+            assert bad not in text, f"{bad!r} in the backend's log:\n{text}"
+
+
+@pytest.fixture
+def backendProcess(xenstored, runDir):
+    """Start the backend of a domain; killed and reaped after the test."""
+    started = []
+
+    def start(domid: int) -> BackendProcess:
+        backend = BackendProcess(xenstored, runDir, domid)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.reap()
+
+
+class HostileDomain(GuestDomain):
+    """A simulated guest whose listed devices use other frontend classes."""
+
+    def __init__(self, *args, frontends=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.frontends = dict(frontends or {})
+
+    def _kick(self, devClass: str, devid: int) -> None:
+        key = (devClass, devid)
+        if not self._stopping and key not in self.devices and key in self.frontends:
+            self.devices[key] = self.frontends[key](self, devid, self._forget)
+        super()._kick(devClass, devid)
+
+
+@pytest.fixture
+def guestFactory(xs, runDir):
+    """Start an in-process guest for a domain (memory created here); stopped after."""
+    started = []
+
+    @inlineCallbacks
+    def start(domid: int, frontends=None, **options):
+        if not os.path.exists(os.path.join(runDir, "guests", str(domid), "memory")):
+            createGuestMemory(runDir, domid, MEMORY_SIZE)
+        memory = EmulatedGuestMemory(runDir, domid, reactor)
+        domain = HostileDomain(reactor, xs, memory, domid,
+                               GuestOptions(runDir=runDir, **options), frontends=frontends)
+        started.append(domain)
+        yield domain.start()
+        return domain
+
+    yield start
+    for domain in started:
+        if not domain._stopping:
+            pytest_twisted.blockon(domain.stop(timeout=0.2))
+
+
+@inlineCallbacks
+def createDomain(xs, domid: int, name: str = "guest", vfbs=None, vkbds=()):
+    """Write the domain's name and its devices as the daemon does; returns the `Domain`
+    and the [(class, devid)] it created.  `vfbs` are VfbConfig keyword dicts."""
+    yield xs.write(f"{domainPath(domid)}/name", name)
+    yield xs.write(f"{domainPath(domid)}/domid", str(domid))
+    domain = Domain(xs, domid, name, reactor)
+    created = []
+    for keys in (vfbs if vfbs is not None else [{}]):
+        created += yield domain.attachDisplay(
+            VfbConfig(**dict({"vnc": True, "vncunused": True}, **keys)))
+    for keys in vkbds:
+        created.append(("vkbd", (yield domain.controller("vkbd").createDevice(
+            VkbdConfig(**keys)))))
+    return domain, created
+
+
+def readState(xs, path: str):
+    return xs.readOrNone(path + "/state")
+
+
+def waitStates(xs, domid: int, devices, backend=XenbusState.Connected,
+               frontend=XenbusState.Connected, timeout: float = 15.0):
+    """Wait until every (class, devid) shows `backend`/`frontend` states (None: any)."""
+
+    @inlineCallbacks
+    def check():
+        for devClass, devid in devices:
+            for path, want in ((backendPath(domid, devClass, devid), backend),
+                               (frontendPath(domid, devClass, devid), frontend)):
+                if want is not None and (yield readState(xs, path)) != str(int(want)):
+                    return False
+        return True
+
+    return waitFor(check, timeout, f"states {backend}/{frontend} of {list(devices)}")
+
+
+def waitKey(xs, path: str, timeout: float = 15.0, predicate=lambda value: value is not None):
+    """Wait until the node at `path` satisfies `predicate`; returns its value."""
+
+    @inlineCallbacks
+    def check():
+        value = yield xs.readOrNone(path)
+        return (value,) if predicate(value) else None
+
+    return waitFor(check, timeout, f"{path}").addCallback(lambda box: box[0])
+
+
+def status(backend: BackendProcess):
+    return jsonline.request(reactor, backend.controlPath, {"op": "status"})
+
+
+@inlineCallbacks
+def screenshot(backend: BackendProcess, devid: int = 0):
+    """The backend's screen copy of vfb `devid`, through its control socket, as an image."""
+    reply = yield jsonline.request(reactor, backend.controlPath,
+                                   {"op": "screenshot", "devid": devid})
+    image = Image.open(io.BytesIO(base64.b64decode(reply["png"])))
+    image.load()
+    return image
+
+
+def imageBytes(pixels: bytes, width: int, height: int) -> bytes:
+    """XRGB guest pixels (bytes B, G, R, 0) as the RGB bytes of a screenshot."""
+    return Image.frombytes("RGB", (width, height), pixels, "raw", "BGRX").tobytes()
