@@ -23,16 +23,18 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from xend_vfb import jsonline, sxp
 from xend_vfb.backend.control import controlSocketPath
+from xend_vfb.backend.zygote import TITLE_SPACE
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError, DeviceError
 from xend_vfb.host import EmulatedHost, IHost, XenHost
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
-from xend_vfb.supervisor import ProcessSupervisor, programCommand
+from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore import EmbeddedXenstored, connect
 from xend_vfb.xenstore.paths import PRIVATE_ROOT, backendPath, domainPath, frontendPath
@@ -62,6 +64,10 @@ def crashPoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: The supervisor's key for the zygote backends are forked from.
+ZYGOTE = "zygote"
+
+
 def backendKey(domid: int) -> str:
     """The supervisor's key for a domain's backend process."""
     return f"backend/{domid}"
@@ -81,6 +87,7 @@ class XendVfbDaemon(MultiService):
         self.supervisor = ProcessSupervisor(reactor, onDeath=self._processEnded)
         self.supervisor.setServiceParent(self)
         self._restarts: dict[int, list[float]] = {}
+        self._zygoteRestarts: list[float] = []
         self._busy: set[int] = set()
         self._port: Any = None
         self.stopping = False
@@ -106,6 +113,8 @@ class XendVfbDaemon(MultiService):
             # Xen announces every domain's death here; find out whose it was.
             yield self.xs.watch("@releaseDomain", self._domainReleased)
         super().startService()
+        self.startZygote()
+        yield self._zygoteReady()
         yield self.recover()
         self._port = yield jsonline.listen(self.reactor, socketPath(self.runDir), self)
         log.info("xend-vfb daemon ready (pid {pid}, run dir {dir}, {mode} mode)",
@@ -205,24 +214,78 @@ class XendVfbDaemon(MultiService):
 
     # -- backends -----------------------------------------------------------------
 
+    def _backendPaths(self, name: str) -> tuple[str, str]:
+        directory = os.path.join(self.runDir, "backends")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, f"{name}.pid"), os.path.join(directory, f"{name}.log")
+
+    def startZygote(self) -> None:
+        """Start (or adopt) the pre-imported image backends are forked from."""
+        record, logPath = self._backendPaths("zygote")
+        command = [sys.executable, "-m", "xend_vfb.backend.zygote", "--socket",
+                   self._zygoteSocket(), "--title-space=" + "_" * TITLE_SPACE]
+        self.supervisor.ensure(ZYGOTE, command, record, logPath)
+
+    @inlineCallbacks
+    def _zygoteReady(self, timeout: float = 10.0):
+        """Wait until the zygote answers (it imports for a moment), or give up on it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                yield jsonline.request(self.reactor, self._zygoteSocket(), {"op": "ping"})
+                return
+            except jsonline.ChannelError:
+                yield deferLater(self.reactor, 0.02, lambda: None)
+        log.warn("the zygote did not start: backends will start afresh")
+
+    def _zygoteSocket(self) -> str:
+        return os.path.join(self.runDir, "backends", "zygote.sock")
+
     @inlineCallbacks
     def ensureBackend(self, domid: int):
-        """Make sure the domain's backend runs if it has devices (adopt, or start)."""
+        """Make sure the domain's backend runs if it has devices: adopt the one running,
+        or fork one from the zygote (or, without a zygote, start one afresh)."""
         ids = yield (yield self.domain(domid)).deviceIDs()
-        if not any(ids.values()):
+        key = backendKey(domid)
+        if not any(ids.values()) or self.supervisor.processOf(key) is not None:
             return
-        runDir = self.runDir
-        command = [*programCommand("xend-vfb-backend"), "--domid", str(domid),
-                   "--run-dir", runDir, "--mode", "emulated" if self.emulated else "xen"]
-        directory = os.path.join(runDir, "backends")
-        self.supervisor.ensure(backendKey(domid), command,
-                               os.path.join(directory, f"{domid}.pid"),
-                               os.path.join(directory, f"{domid}.log"))
+        record, logPath = self._backendPaths(str(domid))
+        found = readRecord(record)
+        if found is not None:
+            self.supervisor.adopt(key, found, record)
+            return
+        arguments = ["--domid", str(domid), "--run-dir", self.runDir,
+                     "--mode", "emulated" if self.emulated else "xen"]
+        try:
+            reply = yield jsonline.request(
+                self.reactor, self._zygoteSocket(),
+                {"op": "spawn", "argv": arguments, "log": logPath,
+                 "env": self.supervisor.environ}, timeout=5.0)
+        except jsonline.ChannelError as e:
+            log.warn("no zygote ({e}): starting the backend of domain {domid} afresh",
+                     e=e, domid=domid)
+            self.supervisor.spawn(key, [*programCommand("xend-vfb-backend"), *arguments],
+                                  record, logPath)
+            return
+        if self.supervisor.record(key, reply["pid"], record) is None:
+            raise DeviceError(f"the backend of domain {domid} exited at once; see {logPath}")
+        log.info("backend of domain {domid} forked: pid {pid}", domid=domid, pid=reply["pid"])
 
     def _processEnded(self, key: str, how: str, clean: bool | None) -> None:
+        if self.stopping:
+            return
+        if key == ZYGOTE:
+            now = time.monotonic()
+            recent = [t for t in self._zygoteRestarts if now - t < RESTART_WINDOW]
+            if len(recent) < RESTART_LIMIT:
+                self._zygoteRestarts = recent + [now]
+                self.startZygote()
+            else:
+                log.error("the zygote keeps dying: backends will start afresh")
+            return
         kind, _, number = key.partition("/")
         domid = int(number)
-        if self.stopping or domid in self._busy:
+        if domid in self._busy:
             return
         if kind == "guest":
             log.info("domain {domid} died ({how}): cleaning up", domid=domid, how=how)
@@ -442,6 +505,8 @@ class XendVfbDaemon(MultiService):
         if request.get("all"):
             for domid in (yield self.domids()):
                 yield self.teardown(domid, graceful=True)
+            self.stopping = True
+            yield self.supervisor.terminate(ZYGOTE)
         self.reactor.callLater(0.05, self._shutdown, bool(request.get("all")))
         return {}
 

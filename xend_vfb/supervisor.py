@@ -115,12 +115,26 @@ class ProcessSupervisor(Service):
             os.close(logFd)
             os.close(nullFd)
         process = ProcessId.of(transport.pid) or ProcessId(transport.pid, 0)
-        with open(recordPath + ".new", "w") as f:
-            f.write(f"{process}\n")
-        os.replace(recordPath + ".new", recordPath)
+        self._writeRecord(recordPath, process)
         self.processes[key] = _Supervised(key, process, recordPath)
         log.info("{key} started: {process}", key=key, process=process)
         return process
+
+    def record(self, key: str, pid: int, recordPath: str) -> ProcessId | None:
+        """Record and watch a process started for us by someone else (the zygote);
+        None if it is already gone."""
+        process = ProcessId.of(pid)
+        if process is None:
+            return None
+        os.makedirs(os.path.dirname(recordPath), mode=0o700, exist_ok=True)
+        self._writeRecord(recordPath, process)
+        self.adopt(key, process, recordPath)
+        return process
+
+    def _writeRecord(self, recordPath: str, process: ProcessId) -> None:
+        with open(recordPath + ".new", "w") as f:
+            f.write(f"{process}\n")
+        os.replace(recordPath + ".new", recordPath)
 
     def adopt(self, key: str, process: ProcessId, recordPath: str) -> None:
         """Watch a process another daemon started; its exit wakes us through a pidfd."""
