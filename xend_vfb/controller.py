@@ -16,6 +16,7 @@ is a short module, not an edit here.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -26,7 +27,13 @@ from twisted.logger import Logger
 from xend_vfb.errors import DeviceError, XenstoreError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import ITransaction, IXenstore
-from xend_vfb.xenstore.paths import backendDomainPath, backendPath, frontendPath, privatePath
+from xend_vfb.xenstore.paths import (
+    PRIVATE_ROOT,
+    backendDomainPath,
+    backendPath,
+    frontendPath,
+    privatePath,
+)
 
 __all__ = ["DevController", "addControllerClass", "controllerClass", "controllerClasses"]
 
@@ -36,6 +43,9 @@ log = Logger()
 DEVICE_CREATE_TIMEOUT = 100.0
 #: How long a graceful destroy waits for the backend to reach Closed.
 DEVICE_DESTROY_TIMEOUT = 10.0
+#: Directories `removeDevice` never removes, even when empty: the domains' homes and
+#: their private records (a domain with one is managed by the daemon, devices or not).
+_KEPT_PARENT = re.compile(rf"/local(/domain(/\d+)?)?|{re.escape(PRIVATE_ROOT)}(/\d+)?")
 
 
 
@@ -189,8 +199,10 @@ class DevController:
         return f"backend state {state.name}, hotplug-status {status or 'not written'}"
 
     @inlineCallbacks
-    def _waitFor(self, devid: int, timeout: float, outcome: Callable[[int], Deferred[bool]]):
-        """Watch the backend area until `outcome(devid)` is True or raises."""
+    def _waitFor(self, devid: int, timeout: float, outcome: Callable[[int], Deferred[bool]],
+                 failed: str = "could not be connected"):
+        """Watch the backend area until `outcome(devid)` is True or raises; after
+        `timeout`, fail with "Device N (C) <failed>: no answer ..."."""
         done: Deferred[None] = Deferred()
 
         def check(_: str = "") -> None:
@@ -205,7 +217,7 @@ class DevController:
                 return
             d = self._lastSeen(devid)
             d.addCallback(lambda seen: DeviceError(
-                f"{self.describe(devid)} could not be connected: no answer from its backend "
+                f"{self.describe(devid)} {failed}: no answer from its backend "
                 f"within {timeout:g} s ({seen})"))
             d.addBoth(lambda e: done.called or done.errback(e))
 
@@ -237,10 +249,9 @@ class DevController:
             yield self.xs.write(f"{path}/state", str(int(XenbusState.Closing)))
             if not force:
                 try:
-                    yield self._waitFor(devid, timeout, self._closedOutcome)
+                    yield self._waitFor(devid, timeout, self._closedOutcome, "did not close")
                 except DeviceError as e:
-                    log.warn("{device}: {error}; removing it anyway",
-                             device=self.describe(devid), error=e)
+                    log.warn("{error}; removing it anyway", error=e)
         yield self.removeDevice(devid)
 
     @inlineCallbacks
@@ -258,14 +269,24 @@ class DevController:
             for path in (self.frontendPath(devid), self.backendPath(devid),
                          self.privatePath(devid)):
                 yield tx.rm(path)
-            # The class's directory for this domain goes with its last device.
-            classPath = backendDomainPath(self.domid, self.deviceClass)
-            if not (yield tx.list(classPath)):
-                yield tx.rm(classPath)
+                yield self._removeEmptyParents(tx, path)
 
         yield self.xs.transaction(remove)
         log.info("{device} of domain {domid} removed", device=self.describe(devid),
                  domid=self.domid)
+
+    @inlineCallbacks
+    def _removeEmptyParents(self, tx: ITransaction, path: str):
+        """Remove the directories above `path` that its device left empty (as libxl's
+        `libxl__xs_path_cleanup` does), so that removing a domain's last device, or
+        rolling back a failed create, leaves the store as it was.  Domain homes
+        (/local/domain/N), private records (/xend-vfb/N) and what is above them stay."""
+        parent = path.rsplit("/", 1)[0]
+        while parent and not _KEPT_PARENT.fullmatch(parent):
+            if (yield tx.list(parent)) or (yield tx.readOrNone(parent)):
+                break
+            yield tx.rm(parent)
+            parent = parent.rsplit("/", 1)[0]
 
     # -- reading back -------------------------------------------------------
 
@@ -310,7 +331,10 @@ class DevController:
     def reconfigureDevice(self, devid: int, config: Any):
         """Replace a live device's configuration keys; its backend watches its area and
         applies what it can (e.g. a new VNC password)."""
+        # Only the config keys: the class's other keys (vkbd's width and height, from
+        # the paired display) are not in `config` and must keep their values.
         back, _ = self.getDeviceDetails(config, {})
+        back = {key: value for key, value in back.items() if key in self.configKeys()}
         secrets = config.secretDetails()
 
         @inlineCallbacks

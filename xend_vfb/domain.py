@@ -13,6 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from xend_vfb.controller import DevController, controllerClass
+from xend_vfb.errors import DeviceError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import domainPath, privatePath
@@ -95,7 +96,7 @@ class Domain:
         for deviceClass, devid in reversed(created):
             yield self.controller(deviceClass).removeDevice(devid)
         if wroteConsole:
-            yield self.xs.rm(self.useGraphicsPath)
+            yield self._removeGraphicsFlag()
         if created:
             log.info("domain {domid}: rolled back {count} device(s)", domid=self.domid,
                      count=len(created))
@@ -132,6 +133,9 @@ class Domain:
     @inlineCallbacks
     def detachDisplay(self, vfbId: int, force: bool = False):
         """Remove a display and the keyboard paired with it (display first)."""
+        display = self.controller("vfb")
+        if not (yield self.xs.exists(display.backendPath(vfbId))):
+            raise DeviceError(f"{display.describe(vfbId)} does not exist in domain {self.domid}")
         vkbdId = yield self.pairedKeyboard(vfbId)
         yield self.controller("vfb").destroyDevice(vfbId, force)
         if vkbdId is not None:
@@ -145,5 +149,19 @@ class Domain:
             controller = self.controller(deviceClass)
             for devid in (yield controller.deviceIDs()):
                 yield controller.destroyDevice(devid, force)
-        yield self.xs.rm(self.useGraphicsPath)
+        yield self._removeGraphicsFlag()
         yield self.xs.rm(privatePath(self.domid))
+
+    @inlineCallbacks
+    def _removeGraphicsFlag(self):
+        """Remove `console/use_graphics`, and `console` too if the flag was all it held
+        (a domain builder's console keys keep it)."""
+
+        @inlineCallbacks
+        def remove(tx):
+            yield tx.rm(self.useGraphicsPath)
+            console = self.useGraphicsPath.rsplit("/", 1)[0]
+            if not (yield tx.list(console)) and not (yield tx.readOrNone(console)):
+                yield tx.rm(console)
+
+        yield self.xs.transaction(remove)

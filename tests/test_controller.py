@@ -1,0 +1,614 @@
+"""DevController and the two framebuffer controllers against a real xenstored.
+
+Every check reads xenstore back (whole trees, compared with literals) or reads
+xenstored's own request trace; nothing looks at the controller's internals.
+"""
+
+import errno
+import re
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+import xend_vfb.vfbif  # noqa: F401  (registers vfb and vkbd)
+from xend_vfb import controller
+from xend_vfb.controller import DevController, addControllerClass, controllerClass
+from xend_vfb.errors import DeviceError, XenstoreError
+from xend_vfb.model import VfbConfig, VkbdConfig
+from xend_vfb.vfbif import VfbifController, VkbdifController
+from xend_vfb.xenstore import connect
+
+DOMID = 5
+NAME = "guest"
+
+#: Permissions, as xenstored spells them.
+GUEST = ["n5", "r0"]  # frontend area: the guest owns it, domain 0 reads
+BACK = ["n0", "r5"]  # backend area: domain 0 owns it, the guest reads
+DOM0 = ["n0"]  # domain 0 only: the toolstack-private record, dom0's own nodes
+
+FE = "/local/domain/5/device"
+BE = "/local/domain/0/backend"
+PRIV = "/xend-vfb/5/device"
+
+
+def sleep(seconds):
+    return deferLater(reactor, seconds, lambda: None)
+
+
+# -- a host, a tree dump, the trace ------------------------------------------------
+
+#: What a host has before any device exists: dom0's home, the guest's home (owned
+#: by 0, readable by the guest, as libxl makes it) and the guest's private record
+#: (the daemon makes it first: it marks the domain as one the daemon manages).
+HOST = {
+    "/xend-vfb": ("", DOM0),
+    "/xend-vfb/5": ("", DOM0),
+    "/": ("", DOM0),
+    "/local": ("", DOM0),
+    "/local/domain": ("", DOM0),
+    "/local/domain/0": ("", DOM0),
+    "/local/domain/0/name": ("Domain-0", DOM0),
+    "/local/domain/5": ("", BACK),
+    "/local/domain/5/domid": ("5", BACK),
+    "/local/domain/5/name": ("guest", BACK),
+}
+
+
+@inlineCallbacks
+def setUpHost(xs):
+    yield xs.write("/local/domain/0/name", "Domain-0")
+    yield xs.mkdir("/local/domain/5")
+    yield xs.setPerms("/local/domain/5", ["n0", "r5"])
+    yield xs.write("/local/domain/5/name", NAME)
+    yield xs.write("/local/domain/5/domid", str(DOMID))
+    yield xs.mkdir("/xend-vfb/5")
+
+
+@inlineCallbacks
+def dump(xs, root="/"):
+    """{path: (value, perms)} for every node under `root` (xenstored's /tool left out)."""
+    tree = {}
+    todo = [root]
+    while todo:
+        path = todo.pop()
+        if path == "/tool":
+            continue
+        tree[path] = ((yield xs.read(path)), (yield xs.getPerms(path)))
+        for child in (yield xs.list(path)):
+            todo.append(f"{path.rstrip('/')}/{child}")
+    return tree
+
+
+def tree(base, **areas):
+    """`base` plus nodes given as {path: (value, perms)} dicts."""
+    out = dict(base)
+    for nodes in areas.values():
+        out.update(nodes)
+    return out
+
+
+def area(path, perms, keys):
+    """An area and its keys, all with the same permissions."""
+    return {path: ("", perms), **{f"{path}/{k}": (v, perms) for k, v in keys.items()}}
+
+
+_TRACE = re.compile(r"^IN 0x[0-9a-f]+ \d{8} \d\d:\d\d:\d\d (\w+) \((.*)\)$")
+
+
+def traced(xenstored):
+    """Every request in xenstored's trace as (op, payload words)."""
+    requests = []
+    with open(xenstored.tracePath, errors="replace") as f:
+        for line in f:
+            match = _TRACE.match(line.rstrip("\n"))
+            if match:
+                requests.append((match.group(1), match.group(2).split(" ")))
+    return requests
+
+
+def writes(xenstored, prefix=""):
+    """(path, value) of every WRITE under `prefix`, in the order xenstored got them."""
+    return [
+        (words[0], " ".join(words[1:]))
+        for op, words in traced(xenstored)
+        if op == "WRITE" and words[0].startswith(prefix)
+    ]
+
+
+def removes(xenstored):
+    return [words[0] for op, words in traced(xenstored) if op == "RM"]
+
+
+class StubBackend:
+    """Plays the backend on its own connection: answers a device's `state` the way
+    the xend-vfb backend will."""
+
+    def __init__(self, xs, path, hotplug=None, closes=True):
+        self.xs, self.path, self.hotplug, self.closes = xs, path, hotplug, closes
+        self.busy = False
+
+    @inlineCallbacks
+    def start(self):
+        self.watch = yield self.xs.watch(f"{self.path}/state", self.changed)
+        self.changed()
+
+    @inlineCallbacks
+    def react(self):
+        state = yield self.xs.readOrNone(f"{self.path}/state")
+        if state == "1" and self.hotplug is not None:
+            yield sleep(0.02)  # answered from the watch, not the first look
+            status, why = self.hotplug
+            if why is not None:
+                yield self.xs.write(f"{self.path}/hotplug-error", why)
+            yield self.xs.write(f"{self.path}/state", "2")
+            yield self.xs.write(f"{self.path}/hotplug-status", status)
+        elif state == "5" and self.closes:
+            yield self.xs.write(f"{self.path}/state", "6")
+
+    def changed(self, _=None):
+        self.react().addErrback(lambda f: f.trap(XenstoreError))
+
+
+@pytest.fixture
+def host(xs):
+    pytest_twisted.blockon(setUpHost(xs))
+
+
+@pytest.fixture
+def other(xenstored):
+    """A second client: a backend's connection, or a restarted daemon's."""
+    client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
+    yield client
+    client.close()
+
+
+def vfb(xs):
+    return VfbifController(xs, DOMID, NAME)
+
+
+def vkbd(xs):
+    return VkbdifController(xs, DOMID, NAME)
+
+
+#: A vfb with every kind of key: set, default, secret.
+SECRET_VFB = VfbConfig(vnc=True, vncdisplay=3, vncunused=False, vncpasswd="s3cret",
+                       width=1024, height=768)
+
+VFB_BACKEND_KEYS = {
+    "backend": "0",
+    "depth": "32",
+    "domain": "guest",
+    "frontend": "/local/domain/5/device/vfb/0",
+    "frontend-id": "5",
+    "height": "768",
+    "keymap": "en-us",
+    "online": "1",
+    "opengl": "0",
+    "sdl": "0",
+    "state": "1",
+    "videoram": "8",
+    "vnc": "1",
+    "vncdisplay": "3",
+    "vnclisten": "127.0.0.1",
+    "vncunused": "0",
+    "width": "1024",
+}
+
+
+def vfbAreas(devid=0, backendKeys=VFB_BACKEND_KEYS, private=None):
+    back = dict(backendKeys, frontend=f"/local/domain/5/device/vfb/{devid}")
+    return tree(
+        {},
+        fe=area(f"{FE}/vfb/{devid}", GUEST, {
+            "backend": f"/local/domain/0/backend/vfb/5/{devid}",
+            "backend-id": "0",
+            "state": "1",
+        }),
+        be=area(f"{BE}/vfb/5/{devid}", BACK, back),
+        priv=area(f"{PRIV}/vfb/{devid}", DOM0, private or {}),
+    )
+
+
+#: The class directories the first vfb brings, inheriting from their parents.
+VFB_DIRS = {
+    "/local/domain/5/device": ("", BACK),
+    "/local/domain/5/device/vfb": ("", BACK),
+    "/local/domain/0/backend": ("", DOM0),
+    "/local/domain/0/backend/vfb": ("", DOM0),
+    "/local/domain/0/backend/vfb/5": ("", DOM0),
+    "/xend-vfb/5/device": ("", DOM0),
+    "/xend-vfb/5/device/vfb": ("", DOM0),
+}
+
+
+# -- creating ----------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_create_vfb_writes_exact_tree_and_keeps_secret_private(xs, host):
+    devid = yield vfb(xs).createDevice(SECRET_VFB)
+    assert devid == 0
+    assert (yield dump(xs)) == tree(
+        HOST, dirs=VFB_DIRS, dev=vfbAreas(private={"vncpasswd": "s3cret"}))
+
+
+@pytest_twisted.inlineCallbacks
+def test_create_vkbd_writes_probe_time_features(xs, host):
+    devid = yield vkbd(xs).createDevice(VkbdConfig(), extra={"width": "1024", "height": "768"})
+    assert devid == 0
+    assert (yield dump(xs, f"{BE}/vkbd/5/0")) == area(f"{BE}/vkbd/5/0", BACK, {
+        "backend": "0",
+        "domain": "guest",
+        "feature-abs-pointer": "1",
+        "frontend": "/local/domain/5/device/vkbd/0",
+        "frontend-id": "5",
+        "height": "768",
+        "online": "1",
+        "state": "1",
+        "width": "1024",
+    })
+    assert (yield dump(xs, f"{FE}/vkbd/0")) == area(f"{FE}/vkbd/0", GUEST, {
+        "backend": "/local/domain/0/backend/vkbd/5/0",
+        "backend-id": "0",
+        "state": "1",
+    })
+    assert (yield dump(xs, f"{PRIV}/vkbd/0")) == area(f"{PRIV}/vkbd/0", DOM0, {})
+
+
+@pytest_twisted.inlineCallbacks
+def test_create_writes_state_last_in_each_area(xs, xenstored, host):
+    yield vfb(xs).createDevice(SECRET_VFB)
+    back = [path for path, _ in writes(xenstored, f"{BE}/vfb/5/0/")]
+    front = [path for path, _ in writes(xenstored, f"{FE}/vfb/0/")]
+    assert back[-1] == f"{BE}/vfb/5/0/state"
+    assert front == [f"{FE}/vfb/0/backend", f"{FE}/vfb/0/backend-id", f"{FE}/vfb/0/state"]
+    # Both `state`s close the transaction: every other key is there when either moves.
+    device = [path for path, _ in writes(xenstored) if path.startswith((BE, FE, PRIV))]
+    assert sorted(device[-2:]) == [f"{BE}/vfb/5/0/state", f"{FE}/vfb/0/state"]
+    assert len(device) == len(set(device))
+    ops = [op for op, _ in traced(xenstored)]
+    assert ops[-1] == "TRANSACTION_END" and ops[-3:-1] == ["WRITE", "WRITE"]
+    # Both areas get their permissions before any key is written in them.
+    ops = [(op, words[0]) for op, words in traced(xenstored)
+           if op in ("SET_PERMS", "WRITE") and words[0].startswith((f"{BE}/vfb", f"{FE}/vfb"))]
+    assert ops[:2] == [("SET_PERMS", f"{FE}/vfb/0"), ("SET_PERMS", f"{BE}/vfb/5/0")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_lowest_free_device_id(xs, host):
+    control = vfb(xs)
+    config = VfbConfig(vnc=True)
+    ids = []
+    for _ in range(3):
+        ids.append((yield control.createDevice(config)))
+    assert ids == [0, 1, 2]
+    yield control.destroyDevice(1, force=True)
+    assert (yield control.deviceIDs()) == [0, 2]
+    assert (yield control.createDevice(config)) == 1
+    assert (yield control.createDevice(config)) == 3
+    # Each class counts on its own.
+    assert (yield vkbd(xs).createDevice(VkbdConfig())) == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_device_id_in_use_is_an_error_and_changes_nothing(xs, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    before = yield dump(xs)
+    with pytest.raises(DeviceError) as info:
+        yield control.createDevice(VfbConfig(sdl=True, display=":1"), devid=0)
+    assert str(info.value) == "Device 0 (vfb) is already in use in domain 5"
+    assert (yield dump(xs)) == before
+    # A connected device is in use as well; the next free id is taken instead.
+    yield xs.write(f"{BE}/vfb/5/0/state", "4")
+    assert (yield control.createDevice(SECRET_VFB)) == 1
+
+
+@pytest.mark.parametrize("leftover", ["backend-closed", "frontend-missing", "backend-missing"])
+@pytest_twisted.inlineCallbacks
+def test_stale_area_is_replaced(xs, host, leftover):
+    control = vfb(xs)
+    yield control.createDevice(VfbConfig(sdl=True, display=":1"))
+    # What a dead device leaves: keys of its own in every area.
+    yield xs.write(f"{BE}/vfb/5/0/vnc-port", "5901")
+    yield xs.write(f"{BE}/vfb/5/0/hotplug-status", "connected")
+    yield xs.write(f"{FE}/vfb/0/page-ref", "1234")
+    yield xs.write(f"{PRIV}/vfb/0/vncpasswd", "old")
+    if leftover == "backend-closed":
+        yield xs.write(f"{BE}/vfb/5/0/state", "6")
+    elif leftover == "frontend-missing":
+        yield xs.write(f"{BE}/vfb/5/0/state", "4")
+        yield xs.rm(f"{FE}/vfb/0")
+    else:
+        yield xs.rm(f"{BE}/vfb/5/0")
+    assert (yield control.createDevice(SECRET_VFB)) == 0
+    assert (yield dump(xs)) == tree(
+        HOST, dirs=VFB_DIRS, dev=vfbAreas(private={"vncpasswd": "s3cret"}))
+
+
+@pytest_twisted.inlineCallbacks
+def test_failed_transaction_writes_nothing(xs, host):
+    """A write failing inside the transaction leaves nothing of the device."""
+    before = yield dump(xs)
+    failing = FailingXenstore(xs, lambda path: path == f"{BE}/vfb/5/0/state")
+    with pytest.raises(XenstoreError) as info:
+        yield vfb(failing).createDevice(SECRET_VFB)
+    assert info.value.errno == errno.EACCES
+    assert (yield dump(xs)) == before
+
+
+class FailingXenstore:
+    """Delegates to a real client, but a write (in a transaction or not) to a path
+    `fails(path)` accepts is refused (EACCES), as xenstored refuses a write without
+    permission."""
+
+    def __init__(self, xs, fails):
+        self.xs, self.fails = xs, fails
+
+    def __getattr__(self, name):
+        return getattr(self.xs, name)
+
+    def write(self, path, value):
+        return FailingTransaction(self.xs, self.fails).write(path, value)
+
+    def transaction(self, function, attempts=16):
+        return self.xs.transaction(lambda tx: function(FailingTransaction(tx, self.fails)),
+                                   attempts)
+
+
+class FailingTransaction:
+    def __init__(self, tx, fails):
+        self.tx, self.fails = tx, fails
+
+    def __getattr__(self, name):
+        return getattr(self.tx, name)
+
+    def write(self, path, value):
+        if self.fails(path):
+            raise XenstoreError(errno.EACCES, f"xenstore: {path}: Permission denied (EACCES)")
+        return self.tx.write(path, value)
+
+
+# -- waiting for the backend ---------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_for_device_connected(xs, other, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    backend = StubBackend(other, f"{BE}/vfb/5/0", hotplug=("connected", None))
+    yield backend.start()
+    started = time.monotonic()
+    assert (yield control.waitForDevice(0, timeout=5)) is None
+    assert time.monotonic() - started < 2
+    assert (yield xs.read(f"{BE}/vfb/5/0/hotplug-status")) == "connected"
+    # Already connected: returns at once.
+    yield control.waitForDevice(0, timeout=5)
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_for_device_error_carries_hotplug_error_verbatim(xs, other, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    why = "vnc: port 5903 is in use (EADDRINUSE)"
+    yield StubBackend(other, f"{BE}/vfb/5/0", hotplug=("error", why)).start()
+    with pytest.raises(DeviceError) as info:
+        yield control.waitForDevice(0, timeout=5)
+    assert str(info.value) == f"Device 0 (vfb) could not be connected: {why}"
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_for_device_timeout_says_what_was_seen(xs, host):
+    control = vkbd(xs)
+    yield control.createDevice(VkbdConfig())
+    started = time.monotonic()
+    with pytest.raises(DeviceError) as info:
+        yield control.waitForDevice(0, timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert str(info.value) == (
+        "Device 0 (vkbd) could not be connected: no answer from its backend within 0.2 s "
+        "(backend state Initialising, hotplug-status not written)")
+    # A backend that moved but never reported.
+    yield xs.write(f"{BE}/vkbd/5/0/state", "2")
+    with pytest.raises(DeviceError) as info:
+        yield control.waitForDevice(0, timeout=0.1)
+    assert str(info.value).endswith("within 0.1 s (backend state InitWait, "
+                                    "hotplug-status not written)")
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_for_device_whose_area_goes_away(xs, other, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    reactor.callLater(0.05, other.rm, f"{BE}/vfb/5/0")
+    with pytest.raises(DeviceError) as info:
+        yield control.waitForDevice(0, timeout=5)
+    assert str(info.value) == "Device 0 (vfb) could not be connected: its backend area was removed"
+
+
+# -- destroying --------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_graceful_destroy_waits_for_closed_then_removes(xs, xenstored, other, host):
+    before = yield dump(xs)
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    yield StubBackend(other, f"{BE}/vfb/5/0").start()
+    started = time.monotonic()
+    yield control.destroyDevice(0, timeout=5)
+    assert time.monotonic() - started < 2
+    assert writes(xenstored, f"{BE}/vfb/5/0/")[-3:] == [
+        (f"{BE}/vfb/5/0/online", "0"),  # before state: the backend watches state
+        (f"{BE}/vfb/5/0/state", "5"),
+        (f"{BE}/vfb/5/0/state", "6"),  # the stub backend
+    ]
+    # Removed only after the backend said Closed.
+    requests = [(op, " ".join(words)) for op, words in traced(xenstored) if op in ("WRITE", "RM")]
+    offline = requests.index(("WRITE", f"{BE}/vfb/5/0/online 0"))
+    closed = requests.index(("WRITE", f"{BE}/vfb/5/0/state 6"))
+    removed = [i for i, (op, _) in enumerate(requests) if op == "RM" and i > offline]
+    assert removed and removed[0] > closed
+    assert {requests[i][1] for i in removed} >= {
+        f"{FE}/vfb/0 ", f"{BE}/vfb/5/0 ", f"{PRIV}/vfb/0 "}
+    assert (yield dump(xs)) == before
+
+
+@pytest_twisted.inlineCallbacks
+def test_forced_destroy_does_not_wait(xs, xenstored, host):
+    before = yield dump(xs)
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    started = time.monotonic()
+    yield control.destroyDevice(0, force=True)  # default timeout: 10 s
+    assert time.monotonic() - started < 1
+    assert writes(xenstored, f"{BE}/vfb/5/0/")[-2:] == [
+        (f"{BE}/vfb/5/0/online", "0"), (f"{BE}/vfb/5/0/state", "5")]
+    assert (yield dump(xs)) == before
+
+
+@pytest_twisted.inlineCallbacks
+def test_destroy_timeout_removes_anyway(xs, host):
+    before = yield dump(xs)
+    control = vkbd(xs)
+    yield control.createDevice(VkbdConfig())
+    warnings = []
+
+    def observe(event):
+        if event["log_level"] == LogLevel.warn:
+            warnings.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    started = time.monotonic()
+    try:
+        yield control.destroyDevice(0, timeout=0.2)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert (yield dump(xs)) == before
+    assert warnings == [
+        "Device 0 (vkbd) did not close: no answer from its backend within 0.2 s "
+        "(backend state Closing, hotplug-status not written); removing it anyway"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_destroy_keeps_other_devices(xs, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    yield control.createDevice(SECRET_VFB)
+    yield control.destroyDevice(0, force=True)
+    fresh = vfbAreas(1, private={"vncpasswd": "s3cret"})
+    assert (yield dump(xs)) == tree(HOST, dirs=VFB_DIRS, dev=fresh)
+
+
+# -- reading back ------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_configurations_from_a_fresh_connection(xs, other, host):
+    configs = [SECRET_VFB, VfbConfig(sdl=True, display=":0", xauthority="/root/.Xauthority",
+                                     keymap="de", depth=16, videoram=4, uuid=UUID)]
+    for config in configs:
+        yield vfb(xs).createDevice(config)
+    yield vkbd(xs).createDevice(VkbdConfig(uuid=UUID, script="vkbd-hotplug"),
+                                extra={"width": "1024", "height": "768"})
+    xs.close()
+    restarted = vfb(other)
+    assert (yield restarted.deviceIDs()) == [0, 1]
+    assert (yield restarted.configurations()) == {0: configs[0], 1: configs[1]}
+    assert (yield restarted.getDeviceConfiguration(0)).vncpasswd == "s3cret"
+    assert (yield vkbd(other).configurations()) == {
+        0: VkbdConfig(uuid=UUID, script="vkbd-hotplug")}
+    with pytest.raises(DeviceError) as info:
+        yield restarted.getDeviceConfiguration(7)
+    assert str(info.value) == "Device 7 (vfb) does not exist in domain 5"
+    assert (yield vfb(other).configurations()) == {0: configs[0], 1: configs[1]}
+
+
+UUID = "12345678-9abc-def0-1234-56789abcdef0"
+
+
+@pytest_twisted.inlineCallbacks
+def test_reconfigure_changes_keys_and_secret_stays_private(xs, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB)
+    yield xs.write(f"{BE}/vfb/5/0/vnc-port", "5903")  # the backend's own key stays
+    new = VfbConfig(vnc=True, vncpasswd="n3w", keymap="fr", width=1024, height=768)
+    yield control.reconfigureDevice(0, new)
+    keys = dict(VFB_BACKEND_KEYS, keymap="fr", vncunused="1", **{"vnc-port": "5903"})
+    del keys["vncdisplay"]
+    assert (yield dump(xs)) == tree(
+        HOST, dirs=VFB_DIRS, dev=vfbAreas(backendKeys=keys, private={"vncpasswd": "n3w"}))
+    assert (yield control.getDeviceConfiguration(0)) == new
+    # No password any more: gone from the private record too.
+    yield control.reconfigureDevice(0, VfbConfig(vnc=True, width=1024, height=768))
+    assert (yield xs.list(f"{PRIV}/vfb/0")) == []
+    with pytest.raises(DeviceError) as info:
+        yield control.reconfigureDevice(4, new)
+    assert str(info.value) == "Device 4 (vfb) does not exist in domain 5"
+
+
+@pytest_twisted.inlineCallbacks
+def test_reconfigure_vkbd_keeps_probe_time_features(xs, host):
+    control = vkbd(xs)
+    yield control.createDevice(VkbdConfig(), extra={"width": "1024", "height": "768"})
+    yield control.reconfigureDevice(0, VkbdConfig(script="vkbd-hotplug"))
+    back = yield dump(xs, f"{BE}/vkbd/5/0")
+    assert {path.rsplit("/", 1)[1]: value for path, (value, _) in back.items()} == {
+        "0": "",
+        "backend": "0",
+        "domain": "guest",
+        "feature-abs-pointer": "1",
+        "frontend": "/local/domain/5/device/vkbd/0",
+        "frontend-id": "5",
+        "height": "768",
+        "online": "1",
+        "script": "vkbd-hotplug",
+        "state": "1",
+        "width": "1024",
+    }
+
+
+# -- the registry -------------------------------------------------------------------
+
+
+def test_registry_knows_vfb_and_vkbd():
+    assert controllerClass("vfb") is VfbifController
+    assert controllerClass("vkbd") is VkbdifController
+    assert issubclass(VfbifController, DevController)
+    with pytest.raises(DeviceError) as info:
+        controllerClass("vtpm")
+    assert str(info.value) == "unknown device class 'vtpm' (known: vfb, vkbd)"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_third_class_is_a_registration(xs, host, monkeypatch):
+    monkeypatch.setattr(controller, "_controllerClasses", dict(controller.controllerClasses()))
+
+    @addControllerClass
+    class VconsController(DevController):
+        deviceClass = "vcons"
+        configClass = VkbdConfig
+
+        def getDeviceDetails(self, config, extra):
+            back, front = super().getDeviceDetails(config, extra)
+            return dict(back, rows="25"), {"type": "ioemu"}
+
+    assert controllerClass("vcons") is VconsController
+    assert sorted(controller.controllerClasses()) == ["vcons", "vfb", "vkbd"]
+    control = controllerClass("vcons")(xs, DOMID, NAME)
+    assert (yield control.createDevice(VkbdConfig(script="c"))) == 0
+    assert (yield dump(xs, f"{FE}/vcons/0")) == area(f"{FE}/vcons/0", GUEST, {
+        "backend": "/local/domain/0/backend/vcons/5/0", "backend-id": "0", "state": "1",
+        "type": "ioemu"})
+    assert (yield dump(xs, f"{BE}/vcons/5/0")) == area(f"{BE}/vcons/5/0", BACK, {
+        "backend": "0", "domain": "guest", "frontend": "/local/domain/5/device/vcons/0",
+        "frontend-id": "5", "online": "1", "rows": "25", "script": "c", "state": "1"})
+    assert (yield control.configurations()) == {0: VkbdConfig(script="c")}
+    yield control.destroyDevice(0, force=True)
+    assert (yield xs.exists(f"{BE}/vcons/5")) is False
