@@ -20,7 +20,6 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
@@ -60,7 +59,9 @@ class DevController:
         self.xs = xs
         self.domid = domid
         self.name = name
-        self.reactor = reactor or globalReactor
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
 
     # -- template hooks for device classes -------------------------------
 

@@ -30,6 +30,14 @@ import signal
 import socket
 import sys
 
+# What every backend loads once running, imported here so children share it;
+# importing these modules installs no reactor.
+import PIL.PngImagePlugin  # noqa: F401  (screenshots)
+import twisted.internet.epollreactor  # noqa: F401
+import twisted.internet.process  # noqa: F401  (hotplug scripts)
+import twisted.internet.tcp  # noqa: F401  (VNC)
+import twisted.internet.unix  # noqa: F401  (xenstore, control socket)
+
 import xend_vfb.backend.main as backend
 
 __all__ = ["main", "setCommandLine"]
