@@ -309,6 +309,16 @@ def test_device_id_in_use_is_an_error_and_changes_nothing(xs, host):
     assert (yield control.createDevice(SECRET_VFB)) == 1
 
 
+@pytest_twisted.inlineCallbacks
+def test_driver_domain_backend_is_refused_and_changes_nothing(xs, host):
+    before = yield dump(xs)
+    with pytest.raises(DeviceError) as info:
+        yield vfb(xs).createDevice(VfbConfig(vnc=True, backend=3))
+    assert str(info.value) == (
+        "vfb: backend=3 is not supported (xend-vfb runs every backend in domain 0)")
+    assert (yield dump(xs)) == before
+
+
 @pytest.mark.parametrize("leftover", ["backend-closed", "frontend-missing", "backend-missing"])
 @pytest_twisted.inlineCallbacks
 def test_stale_area_is_replaced(xs, host, leftover):

@@ -105,6 +105,9 @@ class DevController:
         and changes nothing; a stale area left for that id is replaced.  `private`
         adds toolstack-private keys (e.g. the device it is paired with).
         """
+        if config.backend != 0:
+            raise DeviceError(f"{self.deviceClass}: backend={config.backend} is not supported "
+                              "(xend-vfb runs every backend in domain 0)")
         back, front = self.getDeviceDetails(config, extra or {})
         record = dict(private or {}, **config.secretDetails())
 
