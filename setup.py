@@ -13,6 +13,7 @@ setup(
         "pyxs==0.4.1",
         "zope.interface>=6",
         "Pillow>=10",
+        "pygame>=2.5",
     ],
     extras_require={
         "test": [

@@ -1,4 +1,4 @@
-"""The vfb ops: map the guest's framebuffer, keep a screen copy, serve it over VNC.
+"""The vfb ops: map the guest's framebuffer, keep a screen copy, show it (VNC, SDL).
 
 The screen copy (`display.Screen`, always XRGB8888) is what displays read;
 it is filled from the guest's framebuffer on each UPDATE the guest sends (or
@@ -20,6 +20,7 @@ from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import copyRect
 from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
+from xend_vfb.sdl import SDLDisplay
 from xend_vfb.xenstore.paths import domainPath
 
 __all__ = ["VfbOps"]
@@ -40,6 +41,7 @@ class VfbOps(DeviceOps):
         self.config: Any = None
         self.screen: Screen | None = None
         self.display: VNCDisplay | None = None
+        self.sdl: SDLDisplay | None = None
         self.address: tuple[str, int] | None = None
         self.page: Any = None
         self.framebuffer: Any = None
@@ -59,6 +61,12 @@ class VfbOps(DeviceOps):
         self.screen.onViewersChanged = self._viewersChanged
         if config.vnc:
             yield self._startVNC(device)
+        if config.sdl:
+            self.sdl = SDLDisplay(self.screen, device.context.keyboardFor(device.devid),
+                                  config.display, config.xauthority,
+                                  title=f"{device.context.name} ({device.name})",
+                                  reactor=device.context.reactor)
+            yield self.sdl.start()
 
     @inlineCallbacks
     def _startVNC(self, device: BackendDevice):
@@ -123,7 +131,7 @@ class VfbOps(DeviceOps):
         self._setGeometry(info.geometry)
         self.channel = device.context.eventChannels.bindInterdomain(
             device.domid, port, self._event)
-        self._viewersChanged(self.display.viewers if self.display else 0)
+        self._viewersChanged(self._viewers())
         if not updates:
             self._poller = LoopingCall(self._poll)
             self._poller.clock = device.context.reactor
@@ -142,6 +150,9 @@ class VfbOps(DeviceOps):
         self.geometry = None
 
     def free(self, device: BackendDevice) -> Any:
+        if self.sdl is not None:
+            sdl, self.sdl = self.sdl, None
+            sdl.stop()  # closes at once
         if self.display is not None:
             display, self.display = self.display, None
             return display.stop()
@@ -154,8 +165,13 @@ class VfbOps(DeviceOps):
             "vnc_port": port,
             "width": self.screen.width if self.screen else None,
             "height": self.screen.height if self.screen else None,
-            "viewers": self.display.viewers if self.display else 0,
+            "sdl_display": self.sdl.display if self.sdl and self.sdl.viewers else None,
+            "viewers": self._viewers(),
         }
+
+    def _viewers(self) -> int:
+        """How many watch: VNC viewers, plus the SDL window while it is open."""
+        return sum(d.viewers for d in (self.display, self.sdl) if d is not None)
 
     # -- guest events -----------------------------------------------------------
 
@@ -202,7 +218,7 @@ class VfbOps(DeviceOps):
             self._copy(0, 0, self.geometry.width, self.geometry.height)
 
     def _poll(self) -> None:
-        if self.geometry is not None and self.display is not None and self.display.viewers:
+        if self.geometry is not None and self._viewers():
             self._copy(0, 0, self.geometry.width, self.geometry.height)
 
     def _viewersChanged(self, count: int) -> None:
