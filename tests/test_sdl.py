@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import sys
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 from twisted.internet.defer import maybeDeferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests.helpers_backend import (  # noqa: F401  (fixtures)
+    backendProcess,
+    createDomain,
+    guestFactory,
+    runDir,
+    status,
+    waitFor,
+    waitKey,
+    waitStates,
+)
+from xend_vfb.backend.vfb import REFRESH_MS, VfbOps
 from xend_vfb.display import IDisplay, IInputSink, Screen
 from xend_vfb.errors import DeviceError
+from xend_vfb.model import VfbConfig
 from xend_vfb.rfb.input import BTN_LEFT, BTN_MIDDLE, BTN_RIGHT
 from xend_vfb.sdl import RATE, SCANCODES, SDLDisplay
+from xend_vfb.xenstore.paths import backendPath
 
 pygame = pytest.importorskip("pygame")
 
@@ -101,8 +116,6 @@ def test_interface(opened):
 
 
 def test_environment_and_title(opened):
-    import os
-
     assert os.environ["DISPLAY"] == ":0"
     assert os.environ["XAUTHORITY"] == "/tmp/cookie"
     assert os.environ["SDL_NO_SIGNAL_HANDLERS"] == "unset-by-test"  # setdefault: kept
@@ -313,8 +326,6 @@ def test_scancode_table_covers_a_105_key_keyboard():
 
 class FakeContext:
     def __init__(self, config) -> None:
-        from twisted.internet.task import Clock
-
         self.config = config
         self.reactor = Clock()
         self.name = "guest"
@@ -336,9 +347,6 @@ class FakeDevice:
 
 
 def test_vfb_ops_open_and_close_the_window():
-    from xend_vfb.backend.vfb import VfbOps
-    from xend_vfb.model import VfbConfig
-
     config = VfbConfig.parse("sdl=1,display=:7,xauthority=/root/.Xauthority,width=320,height=200",
                              "vfb")
     device = FakeDevice(FakeContext(config))
@@ -356,9 +364,6 @@ def test_vfb_ops_open_and_close_the_window():
 
 
 def test_vfb_ops_report_a_window_that_cannot_open(monkeypatch):
-    from xend_vfb.backend.vfb import VfbOps
-    from xend_vfb.model import VfbConfig
-
     monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
     config = VfbConfig.parse("sdl=1,display=:4095", "vfb")
     device = FakeDevice(FakeContext(config))
@@ -367,3 +372,37 @@ def test_vfb_ops_report_a_window_that_cannot_open(monkeypatch):
     ops.init(device).addErrback(failures.append)
     assert str(failures[0].value).startswith("SDL display cannot open :4095: ")
     ops.free(device)  # what the backend does next: nothing left open
+
+
+# -- through a real backend process (it inherits SDL_VIDEODRIVER) --------------------
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_backend_serves_an_sdl_only_display(xs, guestFactory, backendProcess):  # noqa: F811
+    domain, created = yield createDomain(xs, 7, vfbs=[{"vnc": False, "sdl": True,
+                                                       "display": ":0"}])
+    guest = yield guestFactory(7)
+    backend = backendProcess(7)
+    yield waitStates(xs, 7, created)
+    reply = yield status(backend)
+    (vfb,) = [d for d in reply["devices"] if d["class"] == "vfb"]
+    assert vfb["sdl_display"] == ":0" and vfb["viewers"] == 1 and vfb["vnc_port"] is None
+    # The window is a viewer: the guest is asked to refresh.
+    frontend = guest.device("vfb", 0)
+    yield waitFor(lambda: frontend.refreshPeriod == REFRESH_MS, 10, "a refresh period")
+    backend.assertHealthy()
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_backend_reports_a_window_it_cannot_open(xs, guestFactory, backendProcess,  # noqa: F811
+                                                 monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    yield createDomain(xs, 8, vfbs=[{"vnc": False, "sdl": True, "display": ":4095"}])
+    yield guestFactory(8)
+    backendProcess(8)
+    area = backendPath(8, "vfb", 0)
+    why = yield waitKey(xs, f"{area}/hotplug-error")
+    assert why.startswith("SDL display cannot open :4095: "), why
+    assert (yield xs.read(f"{area}/hotplug-status")) == "error"
