@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
-from xend_vfb.errors import GuestError, XenstoreConnectionError, XenstoreError
+from xend_vfb.errors import GuestError, XendVfbError, XenstoreConnectionError, XenstoreError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import backendPath, frontendPath
@@ -88,6 +88,8 @@ class BackendDevice:
         self._watches: list = []
         self._running = False
         self._again = False
+        #: A `GuestError` an event handler saw, for the next step to act on.
+        self._pendingError: str | None = None
 
     def __repr__(self) -> str:
         return f"<{self.devClass}/{self.devid} of domain {self.domid}>"
@@ -106,6 +108,13 @@ class BackendDevice:
             self._watches.append((yield self.xs.watch(self.backendPath, self.kick)))
             self._watches.append((yield self.xs.watch(f"{self.frontendPath}/state", self.kick)))
             yield maybeDeferred(self.ops.init, self)
+        except BaseException:
+            # A device that cannot start must not run steps later: its watches would
+            # otherwise go on kicking it (it wrote hotplug-status connected over the
+            # error its caller reports, then crashed connecting without a config).
+            self.released = True
+            yield self._cancelWatches()
+            raise
         finally:
             self._running = False
         self.kick()
@@ -153,8 +162,15 @@ class BackendDevice:
             yield self.release()
             return
         state = parseState(rawState)
+        if self._pendingError is not None:
+            # Seen by an event handler: fail here, in step order, so that no pass
+            # running meanwhile reconnects to (or reports Connected for) the guest.
+            message, self._pendingError = self._pendingError, None
+            yield self.fail(message)
+            return
         online = (yield self.xs.readOrNone(f"{self.backendPath}/online")) == "1"
-        frontendState = parseState((yield self.xs.readOrNone(f"{self.frontendPath}/state")))
+        rawFrontendState = yield self.xs.readOrNone(f"{self.frontendPath}/state")
+        frontendState = parseState(rawFrontendState)
 
         if frontendState == XenbusState.Unknown and not (yield self.xs.exists(self.frontendPath)):
             # Guest death (or a toolstack tearing down): clean up our side.
@@ -194,14 +210,18 @@ class BackendDevice:
             return
 
         # InitWait, Initialised or Connected (ours, or found by a restarted backend).
-        if frontendState == XenbusState.Closing:
+        if frontendState == XenbusState.Unknown and rawFrontendState not in (None, "0"):
+            # Not a XenbusState at all: the guest is broken or hostile.
+            yield self.fail(f"frontend state {_printable(rawFrontendState)!r} is not a "
+                            "XenbusState")
+        elif frontendState == XenbusState.Closing:
             yield self.disconnect()
             yield self.setState(XenbusState.Closing)
         elif frontendState == XenbusState.Closed:
             yield self.disconnect()
             yield self.setState(XenbusState.Closed)
         elif frontendState in (XenbusState.Initialised, XenbusState.Connected):
-            if not self.connected:
+            if not self.connected and self._pendingError is None:
                 yield self.connect()
         elif state == XenbusState.Connected:
             # The frontend started over without closing: drop the old connection.
@@ -230,9 +250,16 @@ class BackendDevice:
         yield self.setState(XenbusState.Closing)
 
     def guestError(self, error: GuestError) -> None:
-        """For ops' event handlers: a bad value seen outside `connect`."""
-        d = self.fail(str(error))
-        d.addErrback(self._crashed)
+        """For ops' event handlers: a bad value seen outside `connect`.  Stops using
+        the guest's pages at once; the next step reports the error (`fail`)."""
+        if self.released:
+            return
+        if self._pendingError is None:
+            self._pendingError = str(error)
+        if self.connected:
+            self.connected = False
+            self.ops.disconnect(self)
+        self.kick()
 
     @inlineCallbacks
     def disconnect(self):
@@ -249,12 +276,7 @@ class BackendDevice:
             return
         self.released = True
         yield self.disconnect()
-        for watch in self._watches:
-            try:
-                yield watch.cancel()
-            except XenstoreError:
-                pass
-        self._watches = []
+        yield self._cancelWatches()
         try:
             yield maybeDeferred(self.ops.free, self)
         finally:
@@ -262,6 +284,15 @@ class BackendDevice:
                 yield self.hotplug("remove")
             log.info("{device} released", device=self)
             self._onReleased(self)
+
+    @inlineCallbacks
+    def _cancelWatches(self):
+        watches, self._watches = self._watches, []
+        for watch in watches:
+            try:
+                yield watch.cancel()
+            except XendVfbError:
+                pass
 
     def stop(self) -> None:
         """Backend shutting down (not the device): unmap, leave xenstore as it is, so

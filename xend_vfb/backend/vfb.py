@@ -131,12 +131,14 @@ class VfbOps(DeviceOps):
         self._setGeometry(info.geometry)
         self.channel = device.context.eventChannels.bindInterdomain(
             device.domid, port, self._event)
-        self._viewersChanged(self._viewers())
+        # Errors here go to our caller (the device fails to connect), not to
+        # `guestError`, which would race with the device's own transition.
+        self._hint(self._viewers())
+        self._drain()
         if not updates:
             self._poller = LoopingCall(self._poll)
             self._poller.clock = device.context.reactor
             self._poller.start(POLL_INTERVAL)
-        self._event()
 
     def disconnect(self, device: BackendDevice) -> None:
         if self._poller is not None and self._poller.running:
@@ -180,17 +182,21 @@ class VfbOps(DeviceOps):
         if self.page is None:
             return
         try:
-            for raw in fbif.OUT_RING.consume(self.page.view):
-                event = fbif.decodeOutEvent(raw)
-                if isinstance(event, fbif.UpdateEvent):
-                    self._update(event)
-                elif isinstance(event, fbif.ResizeEvent):
-                    self._setGeometry(fbif.validateResize(event, self.memLength))
-                else:
-                    log.info("{device}: ignoring unknown event type {type}",
-                             device=self._device, type=raw[0])
+            self._drain()
         except GuestError as e:
             self._device.guestError(e)
+
+    def _drain(self) -> None:
+        """Handle every event in the out ring; `GuestError` for a misbehaving guest."""
+        for raw in fbif.OUT_RING.consume(self.page.view):
+            event = fbif.decodeOutEvent(raw)
+            if isinstance(event, fbif.UpdateEvent):
+                self._update(event)
+            elif isinstance(event, fbif.ResizeEvent):
+                self._setGeometry(fbif.validateResize(event, self.memLength))
+            else:
+                log.info("{device}: ignoring unknown event type {type}",
+                         device=self._device, type=raw[0])
 
     def _update(self, event: fbif.UpdateEvent) -> None:
         geometry = self.geometry
@@ -225,13 +231,16 @@ class VfbOps(DeviceOps):
         """Tell the guest whether anyone watches (period 0: nobody, save your work)."""
         if self.page is None:
             return
-        period = REFRESH_MS if count else fbif.NO_REFRESH
         try:
-            if fbif.IN_RING.produce(self.page.view, [fbif.RefreshPeriodEvent(period).encode()]):
-                self.channel.notify()
+            self._hint(count)
         except GuestError as e:
             self._device.guestError(e)
-            return
+
+    def _hint(self, count: int) -> None:
+        """Send the refresh period for `count` viewers; `GuestError` for a bad in ring."""
+        period = REFRESH_MS if count else fbif.NO_REFRESH
+        if fbif.IN_RING.produce(self.page.view, [fbif.RefreshPeriodEvent(period).encode()]):
+            self.channel.notify()
         if count and self.geometry is not None:
             # The guest may have skipped updates while nobody watched.
             self._copy(0, 0, self.geometry.width, self.geometry.height)

@@ -1,0 +1,254 @@
+"""A hostile guest against the real backend process.
+
+Each case gives domain 5 a well-behaved display (vkbd/0 + vfb/0) and one
+misbehaving device of the same domain, served by the same backend.  The bad
+device must end in a clean device error (the backend area's ``error`` key,
+state Closing or Closed after it, the reason in the log) and the backend must
+stay alive and keep serving the good display.  Values our xenstore client
+refuses to write (bytes that are not printable ASCII) go through
+``xenstore-write``, which unescapes ``\\xNN``.
+"""
+
+import os
+import struct
+import subprocess
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
+
+from tests.helpers_backend import (  # noqa: F401  (fixtures)
+    backendProcess,
+    createDomain,
+    guestFactory,
+    imageBytes,
+    runDir,
+    screenshot,
+    waitFor,
+    waitKey,
+    waitStates,
+)
+from xend_vfb.guest.fb import VfbFrontend
+from xend_vfb.guest.kbd import VkbdFrontend
+from xend_vfb.guest.pattern import patternBytes, pixel
+from xend_vfb.model import VfbConfig, VkbdConfig
+from xend_vfb.protocol import fbif
+from xend_vfb.xenbus import XenbusState
+from xend_vfb.xenstore.paths import backendPath, frontendPath
+
+pytestmark = pytest.mark.timeout(60)
+
+DOMID = 5
+GOOD = [("vkbd", 0), ("vfb", 0)]
+PATTERN = imageBytes(patternBytes(800, 600, DOMID, 0), 800, 600)
+ENDED = (str(int(XenbusState.Closing)), str(int(XenbusState.Closed)))
+
+
+def xenstoreWrite(xenstored, path, escaped):
+    """Write a value our client would refuse (``\\xNN`` escapes) with Xen's own tool."""
+    subprocess.run(["xenstore-write", "--", path, escaped], check=True, timeout=10,
+                   env=dict(os.environ, XENSTORED_PATH=xenstored.socketPath))
+
+
+def frontend(devClass, corrupt=None):
+    """A frontend class that passes through `corrupt`: a `Page` alters the shared page
+    once it is filled in, a `Keys` the keys published with Initialised."""
+    base = VfbFrontend if devClass == "vfb" else VkbdFrontend
+
+    class Hostile(base):
+        def allocate(self):
+            d = maybeDeferred(super().allocate)
+            if isinstance(corrupt, Page):
+                d.addCallback(lambda keys: (corrupt(self), keys)[1])
+            return d
+
+        def _switch(self, state, keys=None):
+            if state == XenbusState.Initialised and isinstance(corrupt, Keys):
+                keys = corrupt(dict(keys))
+            return super()._switch(state, keys)
+
+    return Hostile
+
+
+class Page:
+    """Overwrite one field of the shared page."""
+
+    def __init__(self, offset, fmt, value):
+        self.offset, self.fmt, self.value = offset, fmt, value
+
+    def __call__(self, frontend):
+        struct.pack_into(self.fmt, frontend.shared.view, self.offset, self.value)
+
+
+class Keys:
+    """Set (or, with None, leave out) one key of those published with Initialised."""
+
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+
+    def __call__(self, keys):
+        if self.value is None:
+            keys.pop(self.key, None)
+        else:
+            keys[self.key] = self.value
+        return keys
+
+
+@inlineCallbacks
+def hostileSetup(xs, guestFactory, backendProcess, devClass, corrupt=None):  # noqa: F811
+    """The good display plus `devClass`/1 with a hostile frontend; returns
+    (guest, backend, badBackendArea)."""
+    domain, created = yield createDomain(xs, DOMID)
+    config = VfbConfig(vnc=True, vncunused=True) if devClass == "vfb" else VkbdConfig()
+    devid = yield domain.controller(devClass).createDevice(config, devid=1)
+    assert devid == 1
+    guest = yield guestFactory(DOMID, frontends={(devClass, 1): frontend(devClass, corrupt)})
+    backend = backendProcess(DOMID)
+    yield waitStates(xs, DOMID, GOOD)
+    return guest, backend, backendPath(DOMID, devClass, 1)
+
+
+@inlineCallbacks
+def assertDeviceError(xs, backend, area, reason):
+    """The bad device ended in an error naming `reason`; the rest still works."""
+    error = yield waitKey(xs, f"{area}/error")
+    assert reason in error
+    yield waitKey(xs, f"{area}/state", predicate=lambda value: value in ENDED)
+    yield waitFor(lambda: reason in backend.log(), 5, "the error in the log")
+    yield assertGoodDisplayServed(xs, backend)
+
+
+@inlineCallbacks
+def assertGoodDisplayServed(xs, backend):
+    backend.assertHealthy()
+    for devClass, devid in GOOD:
+        assert (yield xs.read(f"{backendPath(DOMID, devClass, devid)}/state")) == "4"
+        assert (yield xs.read(f"{frontendPath(DOMID, devClass, devid)}/state")) == "4"
+        assert (yield xs.readOrNone(f"{backendPath(DOMID, devClass, devid)}/error")) is None
+    assert (yield screenshot(backend)).tobytes() == PATTERN
+
+
+# -- bad values at connection time ------------------------------------------------------
+
+CONNECT_CASES = {
+    "bad depth": ("vfb", Page(32, "<B", 7), "depth 7"),
+    "line_length 0": ("vfb", Page(24, "<I", 0), "line_length 0"),
+    "line_length beyond mem_length": ("vfb", Page(24, "<I", 1 << 30), "line_length"),
+    "mem_length 0": ("vfb", Page(28, "<I", 0), "mem_length 0"),
+    "pd frame beyond memory": ("vfb", Page(40, "<Q", 1 << 40), "does not exist"),
+    "unknown protocol": ("vfb", Keys("protocol", "sparc-abi"), "unknown protocol"),
+    "non-numeric page-ref": ("vfb", Keys("page-ref", "12abc"), "page-ref: invalid value"),
+    "page-ref missing": ("vfb", Keys("page-ref", None), "page-ref missing"),
+    "event channel not allocated": ("vkbd", Keys("event-channel", "4000"), "not allocated"),
+    "page-gref not granted": ("vkbd", Keys("page-gref", "300"), "not granted"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONNECT_CASES))
+@pytest_twisted.inlineCallbacks
+def test_bad_value_at_connect(case, xs, guestFactory, backendProcess):  # noqa: F811
+    devClass, corrupt, reason = CONNECT_CASES[case]
+    guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, devClass,
+                                              corrupt)
+    yield assertDeviceError(xs, backend, area, reason)
+
+
+@pytest_twisted.inlineCallbacks
+def test_non_ascii_event_channel_written_raw(
+        xs, xenstored, guestFactory, backendProcess):  # noqa: F811
+    """Bytes pyxs refuses, written as a guest could: ``event-channel`` is left out of
+    the Initialised transaction and written as garbage just before it."""
+    path = frontendPath(DOMID, "vfb", 1)
+
+    class Hostile(VfbFrontend):
+        def _switch(self, state, keys=None):
+            if state == XenbusState.Initialised:
+                keys = {k: v for k, v in keys.items() if k != "event-channel"}
+                xenstoreWrite(xenstored, f"{path}/event-channel", "\\xff\\x01\\x80")
+            return super()._switch(state, keys)
+
+    domain, created = yield createDomain(xs, DOMID)
+    yield domain.controller("vfb").createDevice(VfbConfig(vnc=True, vncunused=True), devid=1)
+    yield guestFactory(DOMID, frontends={("vfb", 1): Hostile})
+    backend = backendProcess(DOMID)
+    yield waitStates(xs, DOMID, GOOD)
+    yield assertDeviceError(xs, backend, backendPath(DOMID, "vfb", 1),
+                            "event-channel: invalid value")
+
+
+# -- bad events and states once connected -------------------------------------------------
+
+
+@inlineCallbacks
+def connectedHostile(xs, guestFactory, backendProcess):  # noqa: F811
+    guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, "vfb")
+    yield waitStates(xs, DOMID, [("vfb", 1)])
+    return guest, backend, area, guest.device("vfb", 1)
+
+
+def sendRaw(bad, *events):
+    """Produce raw events into the bad device's out ring and notify the backend."""
+    assert fbif.OUT_RING.produce(bad.shared.view, [event.encode() for event in events]) == len(
+        events)
+    bad.notify()
+
+
+@pytest_twisted.inlineCallbacks
+def test_runaway_ring_index(xs, guestFactory, backendProcess):  # noqa: F811
+    guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
+    view = bad.shared.view
+    cons = struct.unpack_from("<I", view, 8)[0]
+    struct.pack_into("<I", view, 12, (cons + 1000) & 0xFFFFFFFF)
+    bad.notify()
+    yield assertDeviceError(xs, backend, area, "vfb out")
+
+
+@pytest.mark.parametrize("resize,reason", [
+    (fbif.ResizeEvent(800, 600, 3200, 32, 1 << 30), "offset"),
+    (fbif.ResizeEvent(800, 600, 3200, 32, -4), "offset"),
+    (fbif.ResizeEvent(800, 600, 0, 32, 0), "stride 0"),
+    (fbif.ResizeEvent(800, 600, 1 << 29, 32, 0), "stride"),
+    (fbif.ResizeEvent(800, 600, 3200, 12, 0), "depth 12"),
+], ids=["offset beyond", "negative offset", "stride 0", "stride beyond", "bad depth"])
+@pytest_twisted.inlineCallbacks
+def test_bad_resize(resize, reason, xs, guestFactory, backendProcess):  # noqa: F811
+    guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
+    sendRaw(bad, resize)
+    yield assertDeviceError(xs, backend, area, reason)
+
+
+@pytest_twisted.inlineCallbacks
+def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):  # noqa: F811
+    """Rectangles off the screen are clipped or dropped (section 7): no error at all."""
+    guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
+    sendRaw(bad,
+            fbif.UpdateEvent(-(1 << 31), -(1 << 31), (1 << 31) - 1, (1 << 31) - 1),
+            fbif.UpdateEvent(799, 599, 1 << 30, 1 << 30),
+            fbif.UpdateEvent(5000, 5000, 10, 10),
+            fbif.UpdateEvent(10, 10, -5, -5),
+            fbif.UpdateEvent((1 << 31) - 1, (1 << 31) - 1, (1 << 31) - 1, (1 << 31) - 1))
+    struct.pack_into("<B", bad.shared.view, 0, 0)  # a stray byte, nothing more
+    # A valid rectangle drawn afterwards shows up: every event before it was handled.
+    bad.draw(0, 0, 8, 8, pixel(1, 2, 3) * 64)
+
+    @inlineCallbacks
+    def drawn():
+        return (yield screenshot(backend, 1)).getpixel((7, 7)) == (1, 2, 3)
+
+    yield waitFor(drawn, 10, "the valid update after the bad ones")
+    assert (yield xs.readOrNone(f"{area}/error")) is None
+    assert (yield xs.read(f"{area}/state")) == "4"
+    yield assertGoodDisplayServed(xs, backend)
+
+
+@pytest.mark.parametrize("garbage", ["banana", "\\xff\\xfe", "99", "-1", ""])
+@pytest_twisted.inlineCallbacks
+def test_garbage_frontend_state(
+        garbage, xs, xenstored, guestFactory, backendProcess):  # noqa: F811
+    guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
+    # The simulated frontend must not react to its own garbage: forget it first.
+    yield bad._backendWatch.cancel()
+    bad._backendWatch = None
+    bad.gone = True
+    xenstoreWrite(xenstored, f"{frontendPath(DOMID, 'vfb', 1)}/state", garbage)
+    yield assertDeviceError(xs, backend, area, "is not a XenbusState")
