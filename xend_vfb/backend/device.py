@@ -316,8 +316,10 @@ class BackendDevice:
             yield self.xs.write(f"{self.backendPath}/{key}", value)
 
     @inlineCallbacks
-    def readFrontendInt(self, key: str, required: bool = True, default: int = 0):
-        """An integer the guest wrote in its area; `GuestError` naming the key if bad."""
+    def readFrontendInt(self, key: str, required: bool = True, default: int = 0,
+                        maximum: int = 2**64 - 1):
+        """An integer the guest wrote in its area, at most `maximum` (the C type's
+        range: a grant reference or port is 32 bits); `GuestError` naming the key if bad."""
         value = yield self.xs.readOrNone(f"{self.frontendPath}/{key}")
         if value is None:
             if required:
@@ -326,6 +328,8 @@ class BackendDevice:
         text = value.strip()
         if not text.isascii() or not text.isdigit() or len(text) > 20:
             raise GuestError(f"{self.name}: {key}: invalid value {_printable(value)!r}")
+        if int(text) > maximum:
+            raise GuestError(f"{self.name}: {key}: {text} is out of range")
         return int(text)
 
     # -- hotplug scripts -----------------------------------------------------

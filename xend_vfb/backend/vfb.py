@@ -109,7 +109,7 @@ class VfbOps(DeviceOps):
     def connect(self, device: BackendDevice):
         memory = device.context.foreignMemory
         pageRef = yield device.readFrontendInt("page-ref")
-        port = yield device.readFrontendInt("event-channel")
+        port = yield device.readFrontendInt("event-channel", maximum=2**32 - 1)
         protocol = (yield device.xs.readOrNone(f"{device.frontendPath}/protocol")) or "x86_64-abi"
         updates = (yield device.readFrontendInt("feature-update", required=False)) == 1
 

@@ -17,6 +17,8 @@ __all__ = ["VkbdOps", "KeyboardProxy"]
 
 log = Logger()
 
+U32_MAX = 2**32 - 1
+
 
 @implementer(IInputSink)
 class VkbdOps(DeviceOps):
@@ -38,13 +40,16 @@ class VkbdOps(DeviceOps):
     @inlineCallbacks
     def connect(self, device: BackendDevice):
         memory = device.context.foreignMemory
-        gref = yield device.readFrontendInt("page-gref", required=False, default=-1)
+        # grant_ref_t and evtchn_port_t are 32 bits: larger values are not Xen's to
+        # refuse (os.pread overflowed on a 2**63 grant reference).
+        gref = yield device.readFrontendInt("page-gref", required=False, default=-1,
+                                            maximum=U32_MAX)
         if gref >= 0:
             self.page = memory.mapGrant(device.domid, gref, True)
         else:
             self.page = memory.mapFrames(
                 device.domid, [(yield device.readFrontendInt("page-ref"))], True)
-        port = yield device.readFrontendInt("event-channel")
+        port = yield device.readFrontendInt("event-channel", maximum=U32_MAX)
         self.absolute = (yield device.readFrontendInt(
             "request-abs-pointer", required=False)) == 1
         # The guest sends nothing on its out ring; notifications need no handling.
