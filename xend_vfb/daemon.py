@@ -37,7 +37,13 @@ from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore import EmbeddedXenstored, connect
-from xend_vfb.xenstore.paths import PRIVATE_ROOT, backendPath, domainPath, frontendPath
+from xend_vfb.xenstore.paths import (
+    PRIVATE_ROOT,
+    backendDomainPath,
+    backendPath,
+    domainPath,
+    frontendPath,
+)
 
 __all__ = ["XendVfbDaemon", "runDaemon", "socketPath", "crashPoint"]
 
@@ -141,6 +147,15 @@ class XendVfbDaemon(MultiService):
     def recover(self):
         """Rebuild every domain from xenstore, finish interrupted operations, adopt or
         start backends, and clean up domains that died while we were down."""
+        if self.emulated:
+            # The emulated host writes /local/domain/D before `create` can journal it: a
+            # daemon killed in between left a domain that no private record names.
+            known = set((yield self.domids()))
+            for name in (yield self.xs.list("/local/domain")):
+                if name.isdigit() and int(name) not in known | {0}:
+                    log.info("domain {domid}: cleaning up after an interrupted create",
+                             domid=int(name))
+                    yield self.teardown(int(name), graceful=False)
         for domid in (yield self.domids()):
             pending = yield self._pending(domid)
             alive = self.host.recover(domid) and (yield self.xs.exists(domainPath(domid)))
@@ -360,7 +375,19 @@ class XendVfbDaemon(MultiService):
             yield self._journal(domid, {"op": "destroy"})
             crashPoint("destroy:journal")
             domain = yield self.domain(domid)
-            yield domain.destroyDevices(force=not graceful)
+            # A backend left running by an earlier daemon is watched from here on, so
+            # that the domain goes only once its backend has.  Without a backend
+            # nobody would answer a graceful close: do not wait 10 s per device.
+            backend = self._adoptBackend(domid)
+            graceful = graceful and backend is not None
+            # Device by device rather than Domain.destroyDevices, which also removes the
+            # private record and with it this journal: a crash after that left the
+            # domain (and its guest) unmanaged for good.
+            for deviceClass in reversed(Domain.deviceClasses):
+                controller = domain.controller(deviceClass)
+                for devid in (yield controller.deviceIDs()):
+                    yield controller.destroyDevice(devid, force=not graceful)
+            yield self._removeBackendAreas(domid)
             crashPoint("destroy:devices")
             ended = self.supervisor.whenEnded(backendKey(domid))
             timer = self.reactor.callLater(
@@ -368,12 +395,32 @@ class XendVfbDaemon(MultiService):
             yield ended
             if timer.active():
                 timer.cancel()
+            yield self._removeBackendAreas(domid)
             yield self.host.destroyDomain(domid)
             yield self.xs.rm(f"{PRIVATE_ROOT}/{domid}")
             self._restarts.pop(domid, None)
         finally:
             self._busy.discard(domid)
         log.info("domain {domid} destroyed", domid=domid)
+
+    def _adoptBackend(self, domid: int) -> Any:
+        """The domain's backend process, adopted from its record if no one watches it
+        yet (after a restart); None if it does not run."""
+        key = backendKey(domid)
+        if self.supervisor.processOf(key) is None:
+            record, _ = self._backendPaths(str(domid))
+            found = readRecord(record)
+            if found is not None:
+                self.supervisor.adopt(key, found, record)
+        return self.supervisor.processOf(key)
+
+    @inlineCallbacks
+    def _removeBackendAreas(self, domid: int):
+        """Remove what is left of the domain's backend areas once its devices are gone.
+        A backend step racing with a forced removal can write `state` into an area just
+        removed, recreating part of it; the toolstack owns the areas, so it sweeps."""
+        for deviceClass in Domain.deviceClasses:
+            yield self.xs.rm(backendDomainPath(domid, deviceClass))
 
     @inlineCallbacks
     def attach(self, domid: int, deviceClass: str, config: Any):

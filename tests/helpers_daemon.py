@@ -1,0 +1,299 @@
+"""What the daemon tests share: one run of the real `xend-vfb` CLI and daemon per test.
+
+`DaemonRun` drives `.venv/bin/xend-vfb` as subprocesses with its own
+`XEND_VFB_RUN_DIR` under the test's tmp_path, reads xenstore with
+`xenstore-ls`, and cleans up after the test whatever happened: `shutdown
+--all` when a daemon answers, then SIGKILL for anything still recorded (daemon,
+backends, guests, xenstored) or still running with this run dir.
+
+`VncClient` is vncdotool in a child process (its API runs a reactor in a
+thread, which must not meet pytest-twisted's), driven by lines on stdin.
+
+Run as `python -m tests.helpers_daemon vnc PORT` it is that child.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from xend_vfb import jsonline
+from xend_vfb.procid import ProcessId
+
+BIN = os.path.dirname(sys.executable)
+XEND_VFB = os.path.join(BIN, "xend-vfb")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(CHECKOUT, "examples")
+#: Generous bound for anything the tests wait on (2 shared cores).
+WAIT = 30.0
+
+
+def waitUntil(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll `check()` until it returns something truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+class DaemonRun:
+    """One run directory with its daemon, guests, backends and xenstored."""
+
+    def __init__(self, runDir: str) -> None:
+        self.runDir = str(runDir)
+        os.makedirs(self.runDir, mode=0o700, exist_ok=True)
+        self.env = dict(os.environ, XEND_VFB_RUN_DIR=self.runDir)
+        self.env.pop("XEND_VFB_CRASH_AT", None)
+        self.env.pop("XENSTORED_PATH", None)
+        self.daemonPids: set[int] = set()
+
+    # -- the CLI ------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True, env: dict | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run([XEND_VFB, *args], env=env or self.env, capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"xend-vfb {' '.join(args)} failed ({result.returncode}): "
+                                 f"{result.stderr.strip()}")
+        return result
+
+    def fails(self, *args: str) -> str:
+        """Run a command that must fail; its one `Error:` line."""
+        result = self.cli(*args, check=False)
+        assert result.returncode != 0, f"xend-vfb {' '.join(args)} succeeded: {result.stdout}"
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        return lines[0]
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def start(self, crashAt: str | None = None) -> int:
+        """Start the emulated daemon (dying at `crashAt`); its pid."""
+        env = dict(self.env)
+        if crashAt:
+            env["XEND_VFB_CRASH_AT"] = crashAt
+        self.cli("daemon", "--emulated", env=env)
+        pid = self.ping()["pid"]
+        self.daemonPids.add(pid)
+        return pid
+
+    def ping(self) -> dict:
+        return jsonline.requestBlocking(os.path.join(self.runDir, "xend-vfb.sock"),
+                                        {"op": "ping"}, 10)
+
+    def daemonPid(self) -> int | None:
+        try:
+            return self.ping()["pid"]
+        except (OSError, jsonline.ChannelError):
+            return None
+
+    def kill9(self) -> None:
+        """kill -9 the daemon and wait until it is gone."""
+        pid = self.daemonPid()
+        assert pid is not None, "no daemon to kill"
+        self.waitDaemonGone(pid, kill=True)
+
+    def waitDaemonGone(self, pid: int, kill: bool = False) -> None:
+        process = ProcessId.of(pid)
+        if process is None:
+            return
+        if kill:
+            process.kill(signal.SIGKILL)
+        waitUntil(lambda: not process.alive(), f"daemon {pid} to exit")
+
+    def createCrashing(self, crashAt: str, *args: str) -> subprocess.CompletedProcess:
+        """Start a daemon that dies at `crashAt`, run `args` against it; the CLI's result
+        (it fails: the daemon died under it)."""
+        pid = self.start(crashAt)
+        result = self.cli(*args, check=False)
+        assert result.returncode != 0, f"{args} survived the crash point {crashAt}"
+        self.waitDaemonGone(pid)
+        return result
+
+    # -- what is there ----------------------------------------------------------
+
+    def record(self, path: str) -> ProcessId | None:
+        """The process in a record file, if it still runs."""
+        process = ProcessId.parse(_read(path).decode(errors="replace"))
+        return process if process is not None and process.alive() else None
+
+    def backend(self, domid: int) -> ProcessId | None:
+        return self.record(os.path.join(self.runDir, "backends", f"{domid}.pid"))
+
+    def guest(self, domid: int) -> ProcessId | None:
+        return self.record(os.path.join(self.runDir, "guests", str(domid), "guest.pid"))
+
+    def recorded(self) -> list[ProcessId]:
+        """Every live process this run's records name."""
+        paths = [os.path.join(self.runDir, "xenstored", "pid"),
+                 *glob.glob(os.path.join(self.runDir, "backends", "*.pid")),
+                 *glob.glob(os.path.join(self.runDir, "guests", "*", "guest.pid"))]
+        found = [self.record(path) for path in paths]
+        return [p for p in found if p is not None]
+
+    def processes(self) -> list[int]:
+        """Pids of every process of this run: recorded ones, daemons we started, and
+        anything whose command line or environment names this run dir."""
+        pids = {p.pid for p in self.recorded()}
+        pids.update(pid for pid in self.daemonPids if ProcessId.of(pid) is not None)
+        marks = (self.runDir.encode(), f"XEND_VFB_RUN_DIR={self.runDir}\0".encode())
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            text = _read(f"/proc/{entry}/cmdline") + b"\0" + _read(f"/proc/{entry}/environ")
+            if any(mark in text for mark in marks) and ProcessId.of(int(entry)) is not None:
+                pids.add(int(entry))
+        return sorted(pids)
+
+    def xenstore(self) -> dict[str, str]:
+        """The whole store as {path: value} (xenstore-ls -f), or {} if xenstored is down."""
+        socketPath = os.path.join(self.runDir, "xenstored", "socket")
+        if not os.path.exists(socketPath):
+            return {}
+        result = subprocess.run(["xenstore-ls", "-f"], capture_output=True, text=True,
+                                env=dict(os.environ, XENSTORED_PATH=socketPath), timeout=30)
+        assert result.returncode == 0, result.stderr
+        tree = {}
+        for line in result.stdout.splitlines():
+            path, _, value = line.partition(" = ")
+            tree[path] = value.strip('"')
+        return tree
+
+    def xsrm(self, *paths: str) -> None:
+        socketPath = os.path.join(self.runDir, "xenstored", "socket")
+        for path in paths:
+            subprocess.run(["xenstore-rm", path], check=True, timeout=30,
+                           env=dict(os.environ, XENSTORED_PATH=socketPath))
+
+    def inputEvents(self, domid: int) -> list[dict]:
+        text = _read(os.path.join(self.runDir, "guests", str(domid), "input.jsonl"))
+        return [json.loads(line) for line in text.decode().splitlines() if line.strip()]
+
+    def log(self) -> str:
+        return _read(os.path.join(self.runDir, "xend-vfb.log")).decode(errors="replace")
+
+    # -- cleaning up --------------------------------------------------------------
+
+    def cleanup(self) -> list[int]:
+        """Stop everything of this run; the pids that had to be killed by hand."""
+        if self.daemonPid() is not None:
+            self.cli("shutdown", "--all", check=False, timeout=60)
+            for pid in list(self.daemonPids):
+                try:
+                    self.waitDaemonGone(pid)
+                except AssertionError:
+                    pass
+        left = self.processes()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in left:
+            process = ProcessId.of(pid)
+            if process is not None:
+                try:
+                    waitUntil(lambda p=process: not p.alive(), f"pid {pid} to exit", 10)
+                except AssertionError:
+                    pass
+        return left
+
+
+def devices(run: DaemonRun, domain: str, deviceClass: str) -> dict[int, dict]:
+    return {row["devid"]: row for row in run.json(f"{deviceClass}-list", domain)}
+
+
+def allConnected(run: DaemonRun, domain: str) -> bool:
+    rows = [*devices(run, domain, "vfb").values(), *devices(run, domain, "vkbd").values()]
+    return bool(rows) and all(r["backend_state"] == 4 and r["frontend_state"] == 4
+                              for r in rows)
+
+
+# -- a VNC client in a child process -------------------------------------------------
+
+
+class VncClient:
+    """vncdotool connected to 127.0.0.1:`port`, in a child process."""
+
+    def __init__(self, port: int) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "tests.helpers_daemon", "vnc", str(port)], cwd=CHECKOUT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._expect("connected")
+
+    def _expect(self, word: str) -> None:
+        line = self.child.stdout.readline().strip()
+        if line != word:
+            self.child.kill()
+            raise AssertionError(f"VNC client: {line or self.child.stderr.read()[-2000:]}")
+
+    def command(self, *words: str) -> None:
+        self.child.stdin.write(" ".join(words) + "\n")
+        self.child.stdin.flush()
+        self._expect("ok")
+
+    def close(self) -> None:
+        if self.child.poll() is None:
+            try:
+                self.child.stdin.write("quit\n")
+                self.child.stdin.flush()
+                self.child.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.child.kill()
+                self.child.wait()
+
+    def __enter__(self) -> VncClient:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+def _vncChild(port: int) -> None:
+    import warnings
+
+    from vncdotool import api
+
+    warnings.simplefilter("ignore")
+    client = api.connect(f"127.0.0.1::{port}", timeout=WAIT)
+    try:
+        client.refreshScreen()
+        print("connected", flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if not words or words[0] == "quit":
+                break
+            if words[0] == "key":
+                client.keyPress(words[1])
+            elif words[0] == "capture":
+                client.captureScreen(words[1])
+            print("ok", flush=True)
+    finally:
+        client.disconnect()
+        api.shutdown()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["vnc"]:
+        _vncChild(int(sys.argv[2]))
