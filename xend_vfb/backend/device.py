@@ -307,8 +307,16 @@ class BackendDevice:
     # -- xenstore helpers ----------------------------------------------------
 
     def setState(self, state: XenbusState) -> Deferred[None]:
+        """Publish our state, but never bring back an area the toolstack removed: check
+        and write in one transaction."""
         log.debug("{device} -> {state}", device=self, state=state.name)
-        return self.xs.write(f"{self.backendPath}/state", str(int(state)))
+
+        @inlineCallbacks
+        def write(tx):
+            if (yield tx.exists(self.backendPath)):
+                yield tx.write(f"{self.backendPath}/state", str(int(state)))
+
+        return self.xs.transaction(write)
 
     @inlineCallbacks
     def writeKeys(self, keys: dict[str, str]):
