@@ -1,9 +1,10 @@
 """Handshake latency and per-guest cost of backend processes, against the issue's targets.
 
-    .venv/bin/python bench/handshake.py [--counts 8,64] [--repeat 3]
+    .venv/bin/python bench/handshake.py [--counts 8,64] [--repeat 3] [--launch zygote|fresh]
 
 Runs a private embedded xenstored with its request trace (``-T``), the real
-``xend-vfb-backend`` (one process per domain, as the daemon runs it) and the
+``xend-vfb-backend`` (one process per domain, as the daemon runs it: forked from
+the pre-imported zygote by default, or started afresh with ``--launch fresh``) and the
 guest simulator (one ``xend-vfb-guest`` process hosting every domain of a
 round).  For each domain the toolstack writes one display (vkbd + vfb with
 VNC), as ``Domain.attachDisplay`` does for the daemon, then the backend is
@@ -26,6 +27,7 @@ Targets (the issue's; not test assertions): create -> Connected within 5x
 """
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -41,9 +43,12 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 import xend_vfb.vfbif  # noqa: F401  (registers the controllers)
+from xend_vfb import jsonline
+from xend_vfb.backend.zygote import TITLE_SPACE
 from xend_vfb.domain import Domain
 from xend_vfb.guestmem.emulated import createGuestMemory
 from xend_vfb.model import VfbConfig
+from xend_vfb.procid import ProcessId
 from xend_vfb.supervisor import programCommand
 from xend_vfb.xenstore import EmbeddedXenstored, connect
 from xend_vfb.xenstore.paths import backendPath, domainPath, frontendPath
@@ -110,14 +115,16 @@ def traceRequests(tracePath: str, startMark: str, endMark: str):
 class Round:
     """N domains: one simulator process, one backend each."""
 
-    def __init__(self, reactor, xs, daemon, runDir: str, domids: list[int]) -> None:
+    def __init__(self, reactor, xs, daemon, runDir: str, domids: list[int],
+                 zygote: str | None) -> None:
         self.reactor = reactor
+        self.zygote = zygote
         self.xs = xs
         self.daemon = daemon
         self.runDir = runDir
         self.domids = domids
         self.env = dict(os.environ, XENSTORED_PATH=daemon.socketPath)
-        self.backends: list[subprocess.Popen] = []
+        self.backends: list[int] = []
         self.simulator: subprocess.Popen | None = None
         self.pending = {(domid, path) for domid in domids for path in self._paths(domid)}
         self.allConnected: Deferred = Deferred()
@@ -170,12 +177,18 @@ class Round:
             yield self.xs.write(f"{domainPath(domid)}/name", name)
             domain = Domain(self.xs, domid, name, self.reactor)
             yield domain.attachDisplay(VfbConfig(vnc=True, vncunused=True))
-            self.backends.append(subprocess.Popen(
-                [*programCommand("xend-vfb-backend"), "--domid", str(domid),
-                 "--run-dir", self.runDir, "--mode", "emulated",
-                 "--log-file", os.path.join(self.runDir, f"backend-{domid}.log")],
-                env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
+            arguments = ["--domid", str(domid), "--run-dir", self.runDir, "--mode", "emulated"]
+            logPath = os.path.join(self.runDir, f"backend-{domid}.log")
+            if self.zygote:
+                reply = yield jsonline.request(
+                    self.reactor, self.zygote,
+                    {"op": "spawn", "argv": arguments, "log": logPath, "env": self.env})
+                self.backends.append(reply["pid"])
+            else:
+                self.backends.append(subprocess.Popen(
+                    [*programCommand("xend-vfb-backend"), *arguments, "--log-file", logPath],
+                    env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL).pid)
 
     @inlineCallbacks
     def run(self, mark: str):
@@ -196,18 +209,40 @@ class Round:
         return end - start
 
     def memory(self):
-        backends = [pss(process.pid) for process in self.backends]
+        backends = [pss(pid) for pid in self.backends]
         return backends, pss(self.simulator.pid)
 
     @inlineCallbacks
     def stop(self):
         for watch in self.watches:
             yield watch.cancel()
-        for process in [*self.backends, self.simulator]:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-            if process is not None:
-                process.wait()
+        for pid in self.backends:
+            killAndWait(pid)
+        if self.simulator is not None:
+            self.simulator.kill()
+            self.simulator.wait()
+
+
+def killAndWait(pid: int) -> None:
+    """SIGKILL a backend and wait until it is gone (a zygote's child is not ours to reap)."""
+    process = ProcessId.of(pid)
+    if process is None:
+        return
+    process.kill(signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    while process.alive():
+        time.sleep(0.005)
+
+
+def startZygote(runDir: str, env: dict) -> tuple[subprocess.Popen, str]:
+    path = os.path.join(runDir, "zygote.sock")
+    zygote = subprocess.Popen(
+        [sys.executable, "-m", "xend_vfb.backend.zygote", "--socket", path,
+         "--title-space=" + "_" * TITLE_SPACE], env=env, stdout=subprocess.PIPE,
+        start_new_session=True)
+    zygote.stdout.readline()  # "zygote PID ready on PATH"
+    return zygote, path
 
 
 def _read(path: str) -> str:
@@ -225,6 +260,10 @@ def main(reactor, arguments):
     daemon.start()
     xs = yield connect(daemon.socketPath)
     rows = []
+    zygote, zygotePath = None, None
+    if arguments.launch == "zygote":
+        zygote, zygotePath = startZygote(runDir, dict(os.environ,
+                                                      XENSTORED_PATH=daemon.socketPath))
     try:
         rtt = yield roundTrip(xs)
         floorStart = pythonStart(arguments.repeat)
@@ -235,7 +274,7 @@ def main(reactor, arguments):
         benchConnection = None
         for i in range(arguments.repeat):
             domid = 1 + i
-            one = Round(reactor, xs, daemon, runDir, [domid])
+            one = Round(reactor, xs, daemon, runDir, [domid], zygotePath)
             try:
                 latencies.append((yield one.run(f"one{i}")))
             finally:
@@ -255,7 +294,7 @@ def main(reactor, arguments):
         for count in arguments.counts:
             domids = list(range(nextDomid, nextDomid + count))
             nextDomid += count + 100
-            many = Round(reactor, xs, daemon, runDir, domids)
+            many = Round(reactor, xs, daemon, runDir, domids, zygotePath)
             try:
                 seconds = yield many.run(f"many{count}")
                 backends, simulator = many.memory()
@@ -264,6 +303,9 @@ def main(reactor, arguments):
             rows.append((count, seconds, statistics.mean(backends), max(backends),
                          simulator / count))
     finally:
+        if zygote is not None:
+            zygote.kill()
+            zygote.wait()
         xs.close()
         daemon.stop()
         subprocess.run(["rm", "-rf", runDir], check=False)
@@ -295,8 +337,9 @@ def main(reactor, arguments):
         first, last = rows[0], rows[-1]
         ratio = (last[1] / last[0]) / (first[1] / first[0])
         print(f"  per-guest time at {last[0]} vs {first[0]}: {ratio:.2f}x (target <= 1.2x)")
+    how = ("forked from the zygote" if arguments.launch == "zygote" else "started afresh")
     print(f"(python {sys.version.split()[0]}, {os.cpu_count()} cpus; one backend process per "
-          "domain, one simulator process per round)")
+          f"domain, {how}; one simulator process per round)")
 
 
 if __name__ == "__main__":
@@ -304,4 +347,7 @@ if __name__ == "__main__":
     parser.add_argument("--counts", default="8,64",
                         type=lambda text: [int(n) for n in text.split(",")])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--launch", choices=("zygote", "fresh"), default="zygote",
+                        help="how backends start: forked from the zygote (as the daemon "
+                        "does) or as fresh processes")
     task.react(main, [parser.parse_args()])
