@@ -18,8 +18,9 @@ Printed, each next to the floor measured in the same run:
   most any one connection made (toolstack, backend or guest): a lower bound
   on the round trips that happen one after another.
 - for each count of guests: wall time per guest and PSS
-  (``/proc/PID/smaps_rollup``) per backend process, and the simulator's PSS
-  per guest for reference.
+  (``/proc/PID/smaps_rollup``) per backend process, the simulator's PSS
+  per guest for reference, and the CPU all backends use together while the
+  guests sit connected with nobody watching (issue 7: < 1% of a core at 64).
 
 Targets (the issue's; not test assertions): create -> Connected within 5x
 (python start + round trips x RTT); per-guest time at the largest count within
@@ -223,6 +224,23 @@ class Round:
             self.simulator.wait()
 
 
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@inlineCallbacks
+def idleCPU(reactor, pids: list[int], seconds: float):
+    """Share of one core the backends use together while connected guests sit idle
+    and nobody watches (the guests were told so: refresh period 0)."""
+    yield deferLater(reactor, 1.0, lambda: None)  # let the connection settle
+    before = sum(cpuSeconds(pid) for pid in pids)
+    yield deferLater(reactor, seconds, lambda: None)
+    return (sum(cpuSeconds(pid) for pid in pids) - before) / seconds
+
+
 def killAndWait(pid: int) -> None:
     """SIGKILL a backend and wait until it is gone (a zygote's child is not ours to reap)."""
     process = ProcessId.of(pid)
@@ -298,10 +316,11 @@ def main(reactor, arguments):
             try:
                 seconds = yield many.run(f"many{count}")
                 backends, simulator = many.memory()
+                idle = yield idleCPU(reactor, many.backends, arguments.idle)
             finally:
                 yield many.stop()
             rows.append((count, seconds, statistics.mean(backends), max(backends),
-                         simulator / count))
+                         simulator / count, idle))
     finally:
         if zygote is not None:
             zygote.kill()
@@ -329,10 +348,13 @@ def main(reactor, arguments):
           f"   latency = {latency / strictBase:.1f}x")
     print()
     print(f"  {'guests':>6}{'wall s':>9}{'ms/guest':>10}{'backend PSS MB':>16}{'max MB':>8}"
-          f"{'sim PSS MB/guest':>18}{'PSS vs 20 MB':>14}")
-    for count, seconds, meanPss, maxPss, simPss in rows:
+          f"{'sim PSS MB/guest':>18}{'PSS vs 20 MB':>14}{'idle CPU, all':>15}")
+    for count, seconds, meanPss, maxPss, simPss, idle in rows:
         print(f"  {count:>6}{seconds:>9.2f}{seconds / count * 1000:>10.1f}{meanPss / mb:>16.1f}"
-              f"{maxPss / mb:>8.1f}{simPss / mb:>18.2f}{meanPss / (20 * mb):>13.2f}x")
+              f"{maxPss / mb:>8.1f}{simPss / mb:>18.2f}{meanPss / (20 * mb):>13.2f}x"
+              f"{idle * 100:>14.2f}%")
+    print(f"  (idle CPU: every backend together over {arguments.idle:g} s with no viewer, "
+          "in % of one core; target < 1% at 64)")
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         ratio = (last[1] / last[0]) / (first[1] / first[0])
@@ -347,6 +369,8 @@ if __name__ == "__main__":
     parser.add_argument("--counts", default="8,64",
                         type=lambda text: [int(n) for n in text.split(",")])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds to measure the backends' CPU with no viewer")
     parser.add_argument("--launch", choices=("zygote", "fresh"), default="zygote",
                         help="how backends start: forked from the zygote (as the daemon "
                         "does) or as fresh processes")
