@@ -6,7 +6,9 @@ XEND_VFB_RUN_DIR; each test cleans up its run whatever happens.
 
 import io
 import os
+import re
 import stat
+import time
 
 import pytest
 from PIL import Image
@@ -175,6 +177,30 @@ def test_failing_hotplug_script_leaves_nothing(run, tmp_path):
         "Error: Device 1 (vfb) could not be connected: no VNC port for you: firewall says no"
     assert run.xenstore() == baseline
     assert list(devices(run, "demo", "vfb")) == [0]
+
+
+def test_backend_dying_during_create_fails_it_at_once(run, tmp_path):
+    # The hotplug script kills the backend that runs it: the death, not a timeout,
+    # must reach the user, and the failed create must leave nothing behind.
+    script = tmp_path / "deadly-script"
+    script.write_text("#!/bin/sh\nkill -9 $PPID\nsleep 5\n")
+    script.chmod(0o755)
+    config = tmp_path / "doomed.cfg"
+    config.write_text(f"name = 'doomed'\nmemory = 32\n"
+                      f"vfb = [ 'vnc=1,vncunused=1,script={script}' ]\n")
+    run.start()
+    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
+    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    baseline = run.xenstore()
+    started = time.monotonic()
+    error = run.fails("create", str(config))
+    assert time.monotonic() - started < 20  # the device wait is 30 s
+    assert re.fullmatch(r"Error: Device 0 \(vfb\) could not be connected: backend process "
+                        r"of domain 2 ended \((exited|killed by signal 9)\)", error), error
+    assert run.xenstore() == baseline
+    waitUntil(lambda: run.backend(2) is None and run.guest(2) is None,
+              "the failed domain's processes to go")
+    assert allConnected(run, "demo")  # the other domain did not notice
 
 
 def test_vnc_password_never_shown(run, tmp_path):

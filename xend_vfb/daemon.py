@@ -300,24 +300,62 @@ class XendVfbDaemon(MultiService):
             return
         kind, _, number = key.partition("/")
         domid = int(number)
-        if domid in self._busy:
-            return
         if kind == "guest":
+            if domid in self._busy:
+                return
             log.info("domain {domid} died ({how}): cleaning up", domid=domid, how=how)
             d = self.teardown(domid, graceful=False)
         else:
-            d = self._backendEnded(domid, how, clean)
+            d = self._backendEnded(domid, how, clean, restart=domid not in self._busy)
         d.addErrback(lambda f: log.failure("after {key} ended", f, key=key))
 
+    def _lastError(self, domid: int) -> str:
+        """The last error a backend wrote to its log (an error or critical log line, or
+        a traceback's last line), if its last words were one: usually why it died."""
+        _, logPath = self._backendPaths(str(domid))
+        try:
+            with open(logPath, "rb") as f:
+                f.seek(max(0, os.path.getsize(logPath) - 4096))
+                lines = f.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        line = lines[-1].strip() if lines else ""
+        if line[:4].isdigit() and "] " in line:  # a log line: "<time> [<namespace>#<level>] ..."
+            header, line = line.split("] ", 1)
+            if not header.endswith(("#error", "#critical")):
+                return ""
+        return line[:300]
+
     @inlineCallbacks
-    def _backendEnded(self, domid: int, how: str, clean: bool | None):
-        """A backend that ends while its domain still has devices is restarted, at most
-        RESTART_LIMIT times in RESTART_WINDOW seconds; then its devices show the error."""
+    def _reportDeath(self, domid: int, ids: dict, why: str):
+        """Show a backend's death on every device of its domain: `error` for all of
+        them, and a hotplug error for those not yet connected, so that a create or
+        attach waiting for them fails at once with the reason."""
+        for deviceClass, devids in ids.items():
+            for devid in devids:
+                path = backendPath(domid, deviceClass, devid)
+                yield self.xs.write(f"{path}/error", why)
+                if (yield self.xs.readOrNone(f"{path}/hotplug-status")) != "connected":
+                    yield self.xs.write(f"{path}/hotplug-error", why)
+                    yield self.xs.write(f"{path}/hotplug-status", "error")
+
+    @inlineCallbacks
+    def _backendEnded(self, domid: int, how: str, clean: bool | None, restart: bool):
+        """A backend that ends while its domain still has devices is reported on them and
+        restarted, at most RESTART_LIMIT times in RESTART_WINDOW seconds; then its
+        devices show the error and stay down until an admin acts."""
         if domid not in (yield self.domids()):
             return
         domain = yield self.domain(domid)
         ids = yield domain.deviceIDs()
         if not any(ids.values()):
+            return
+        if not clean:
+            last = self._lastError(domid)
+            yield self._reportDeath(
+                domid, ids, f"backend process of domain {domid} ended ({how})"
+                + (f": {last}" if last else ""))
+        if not restart:
             return
         if not clean:
             now = time.monotonic()

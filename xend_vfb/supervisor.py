@@ -149,7 +149,7 @@ class ProcessSupervisor(Service):
             self._ended(key, "gone before it could be adopted", clean=None)
             return
         supervised.reader = FdReader(supervised.pidfd, lambda: self._ended(
-            key, "exited (status unknown: not our child)", clean=None), key)
+            key, "exited", clean=None), key)
         self.reactor.addReader(supervised.reader)
         log.info("{key} adopted: {process}", key=key, process=process)
 

@@ -239,6 +239,8 @@ class BackendDevice:
             return
         self.connected = True
         yield self.setState(XenbusState.Connected)
+        # An error from an earlier connection (or a backend that died) is over.
+        yield self.xs.rm(f"{self.backendPath}/error")
         log.info("{device} connected", device=self)
 
     @inlineCallbacks
