@@ -1,0 +1,567 @@
+"""The harness's test driver, run in dom0 with the checkout's .venv (see dom0-stage2.sh).
+
+It plays the toolstack the way `xend-vfb create` will: `xl create -p` builds the
+domain from the non-display part of an xm config, the project's controllers
+write the vkbd and vfb devices and `console/use_graphics`, a backend
+(`xend-vfb-backend --mode xen`) is started for the domain, and the domain is
+unpaused.  Then it checks what the guest and a VNC client see, and writes
+`results.json` and `report.txt` to the results share.
+
+Each check is recorded as PASS or FAIL with its detail; one failing check does
+not stop the later ones unless they depend on it.  Exit status 0 only if every
+check passed.
+
+Later, when the daemon lands, `--use-daemon` is the place to swap the
+hand-driven steps (createDevices + backend spawn) for `xend-vfb daemon` and
+`xend-vfb create CONFIG`; the checks stay the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+
+from twisted.internet import task
+from twisted.internet.defer import inlineCallbacks
+
+import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
+from xend_vfb.domain import Domain
+from xend_vfb.model import DomainConfig
+from xend_vfb.xenstore import connect
+from xend_vfb.xenstore.paths import domainPath
+
+GUEST = "xvfbguest"
+XENBUS = "/dev/xen/xenbus"
+KEY_R_PRESSED = "0100130001000000"  # EV_KEY, KEY_R, value 1 (little-endian)
+
+
+def log(message: str) -> None:
+    print(f"XENTEST: [{time.monotonic():9.2f}] {message}", flush=True)
+
+
+class Report:
+    """Checks (name, passed, detail) and measured figures, in the order they ran."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.checks: list[tuple[str, bool, str]] = []
+        self.metrics: dict[str, float | str] = {}
+
+    def check(self, name: str, passed: bool, detail: str = "") -> bool:
+        self.checks.append((name, bool(passed), detail))
+        log(f"{'PASS' if passed else 'FAIL'} {name}: {detail}")
+        self.save()
+        return passed
+
+    def metric(self, name: str, value: float | str) -> None:
+        self.metrics[name] = round(value, 3) if isinstance(value, float) else value
+        log(f"METRIC {name} = {self.metrics[name]}")
+        self.save()
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+    def text(self) -> str:
+        lines = [f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  ({detail})" if detail else "")
+                 for name, ok, detail in self.checks]
+        lines += [f"      {name} = {value}" for name, value in self.metrics.items()]
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines.append(f"{verdict}: {sum(ok for _, ok, _ in self.checks)}/{len(self.checks)} checks")
+        return "\n".join(lines) + "\n"
+
+    def save(self) -> None:
+        data = {"passed": self.passed,
+                "checks": [{"name": n, "passed": ok, "detail": d} for n, ok, d in self.checks],
+                "metrics": self.metrics}
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(data, f, indent=2)
+        with open(os.path.join(self.out, "report.txt"), "w") as f:
+            f.write(self.text())
+
+
+# -- small helpers -------------------------------------------------------------
+
+
+def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    log(f"$ {' '.join(argv)} -> {result.returncode}"
+        + (f": {(result.stderr or result.stdout).strip()[-400:]}" if result.returncode else ""))
+    return result
+
+
+def sleep(reactor, seconds: float):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class Console:
+    """The guest's console as xenconsoled logs it."""
+
+    def __init__(self, name: str) -> None:
+        self.path = f"/var/log/xen/console/guest-{name}.log"
+
+    def text(self) -> str:
+        try:
+            with open(self.path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def find(self, pattern: str) -> re.Match | None:
+        return re.search(pattern, self.text(), re.MULTILINE)
+
+
+@inlineCallbacks
+def waitUntil(reactor, probe, timeout: float, interval: float = 0.1):
+    """Call `probe()` (may return a Deferred) until it returns something true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = yield probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        yield sleep(reactor, interval)
+
+
+def nonBlack(png: bytes) -> tuple[int, tuple[int, int]]:
+    """(number of non-black pixels, image size) of a PNG."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    black = image.getcolors(maxcolors=1 << 24) or []
+    count = sum(n for n, colour in black if colour != (0, 0, 0))
+    return count, image.size
+
+
+# -- a minimal RFB client for the frame rate -----------------------------------
+
+
+def _recvExactly(sock: socket.socket, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 1 << 20))
+        if not chunk:
+            raise ConnectionError("VNC server closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+def measureFrameRate(host: str, port: int, seconds: float) -> dict:
+    """Watch the display for `seconds` with incremental Raw updates.
+
+    Counts updates received and "frames": updates that changed the pixel at the
+    centre of the screen (the guest alternates white and black frames).
+    """
+    sock = socket.create_connection((host, port), timeout=30)
+    try:
+        version = _recvExactly(sock, 12)
+        sock.sendall(b"RFB 003.008\n")
+        if version >= b"RFB 003.007":
+            count = _recvExactly(sock, 1)[0]
+            types = _recvExactly(sock, count)
+            if 1 not in types:
+                raise ConnectionError(f"no 'None' security offered: {list(types)}")
+            sock.sendall(b"\x01")
+            if struct.unpack(">I", _recvExactly(sock, 4))[0] != 0:
+                raise ConnectionError("security handshake failed")
+        else:
+            if struct.unpack(">I", _recvExactly(sock, 4))[0] != 1:
+                raise ConnectionError("server wants authentication")
+        sock.sendall(b"\x01")  # shared
+        width, height = struct.unpack(">HH", _recvExactly(sock, 4))
+        pixelFormat = _recvExactly(sock, 16)
+        bpp = pixelFormat[0] // 8
+        nameLength = struct.unpack(">I", _recvExactly(sock, 4))[0]
+        _recvExactly(sock, nameLength)
+        sock.sendall(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: Raw
+        centre = ((height // 2) * width + width // 2) * bpp
+        last = None
+        updates = frames = pixels = 0
+        start = time.monotonic()
+        request = struct.pack(">BBHHHH", 3, 1, 0, 0, width, height)
+        sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+        while time.monotonic() - start < seconds:
+            kind = _recvExactly(sock, 1)[0]
+            if kind == 0:
+                rects = struct.unpack(">xH", _recvExactly(sock, 3))[0]
+                for _ in range(rects):
+                    x, y, w, h, encoding = struct.unpack(">HHHHi", _recvExactly(sock, 12))
+                    if encoding != 0:
+                        raise ConnectionError(f"unexpected encoding {encoding}")
+                    data = _recvExactly(sock, w * h * bpp)
+                    pixels += w * h
+                    cx, cy = width // 2, height // 2
+                    if x <= cx < x + w and y <= cy < y + h:
+                        offset = ((cy - y) * w + (cx - x)) * bpp
+                        value = data[offset:offset + bpp]
+                        if value != last:
+                            frames += 1
+                            last = value
+                updates += 1
+                sock.sendall(request)
+            elif kind == 1:  # SetColourMapEntries
+                _, count = struct.unpack(">xHH", _recvExactly(sock, 5))
+                _recvExactly(sock, 6 * count)
+            elif kind == 2:  # Bell
+                pass
+            elif kind == 3:  # ServerCutText
+                length = struct.unpack(">xxxI", _recvExactly(sock, 7))[0]
+                _recvExactly(sock, length)
+            else:
+                raise ConnectionError(f"unknown server message {kind}")
+        elapsed = time.monotonic() - start
+        del centre
+        return {"updates": updates, "frames": frames, "seconds": elapsed,
+                "fps": frames / elapsed, "updates_per_s": updates / elapsed,
+                "mpixels_per_s": pixels / elapsed / 1e6, "size": f"{width}x{height}x{bpp * 8}"}
+    finally:
+        sock.close()
+
+
+# -- the test ---------------------------------------------------------------------
+
+
+XM_CONFIG = """\
+# The harness guest: a PV domain with one display on VNC and its keyboard.
+name = "{name}"
+type = "pv"
+memory = 128
+vcpus = 1
+kernel = "{work}/vmlinuz"
+ramdisk = "{work}/domU.cpio.gz"
+extra = "console=hvc0 rdinit=/init"
+vfb = [ 'vnc=1,vncunused=1,vnclisten=127.0.0.1' ]
+"""
+
+
+def xlConfig(config: DomainConfig) -> str:
+    """The non-display part of the domain for `xl create` (what `create` will hand on)."""
+    lines = [f'name = "{config.name}"', 'type = "pv"', f"memory = {config.memory}",
+             f"vcpus = {config.vcpus}", f'kernel = "{config.kernel}"']
+    if config.ramdisk:
+        lines.append(f'ramdisk = "{config.ramdisk}"')
+    if config.extra:
+        lines.append(f'extra = "{config.extra}"')
+    return "\n".join(lines) + "\n"
+
+
+class Harness:
+    def __init__(self, reactor, arguments) -> None:
+        self.reactor = reactor
+        self.args = arguments
+        self.report = Report(arguments.out)
+        self.runDir = os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb")
+        self.venvBin = os.path.join(arguments.repo, ".venv", "bin")
+        self.console = Console(GUEST)
+        self.backend: subprocess.Popen | None = None
+        self.domid: int | None = None
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.args.out, name)
+
+    @property
+    def xenstorePath(self) -> str:
+        return XENBUS if self.args.xenstore == "xenbus" else "/var/run/xenstored/socket"
+
+    @inlineCallbacks
+    def connectXenstore(self):
+        """Check the xenbus device with one read, then connect the way --xenstore says."""
+        r = self.report
+        try:
+            probe = yield connect(XENBUS)
+            name = yield probe.read("/local/domain/0/name")
+            probe.close()
+            r.check("xenstore client over /dev/xen/xenbus (one read)", True, f"dom0 is {name!r}")
+        except Exception as e:
+            r.check("xenstore client over /dev/xen/xenbus (one read)", False,
+                    f"{type(e).__name__}: {e}")
+        xs = yield connect(self.xenstorePath)
+        log(f"xenstore for the test and the backend: {self.xenstorePath}")
+        return xs
+
+    @inlineCallbacks
+    def states(self, xs, deviceClass: str, devid: int):
+        back = yield xs.readOrNone(
+            f"/local/domain/0/backend/{deviceClass}/{self.domid}/{devid}/state")
+        front = yield xs.readOrNone(
+            f"{domainPath(self.domid)}/device/{deviceClass}/{devid}/state")
+        return back, front
+
+    def backendGone(self) -> str | None:
+        if self.backend is not None and self.backend.poll() is not None:
+            return f"backend exited with status {self.backend.returncode}"
+        return None
+
+    @inlineCallbacks
+    def allConnected(self, xs, devices):
+        if self.backendGone():
+            return None
+        for deviceClass, devid in devices:
+            if (yield self.states(xs, deviceClass, devid)) != ("4", "4"):
+                return False
+        return True
+
+    @inlineCallbacks
+    def main(self):
+        r, reactor = self.report, self.reactor
+        os.makedirs(self.runDir, exist_ok=True)
+        xs = yield self.connectXenstore()
+
+        # 1. The domain, paused, from the non-display part of its xm config.
+        cfgPath = "/tmp/xentest-guest.cfg"
+        with open(cfgPath, "w") as f:
+            f.write(XM_CONFIG.format(name=GUEST, work=self.args.work))
+        config = DomainConfig.fromXmConfig(cfgPath)
+        with open("/tmp/xentest-guest.xl", "w") as f:
+            f.write(xlConfig(config))
+        tCreate = time.monotonic()
+        result = run("xl", "create", "-p", "/tmp/xentest-guest.xl")
+        if not r.check("xl create -p", result.returncode == 0, result.stderr.strip()[-300:]):
+            return
+        self.domid = int(run("xl", "domid", GUEST).stdout.strip())
+        r.metric("xl_create_p_s", time.monotonic() - tCreate)
+
+        # 2. The project's controllers write vkbd and vfb, then the backend starts.
+        tDevices = time.monotonic()
+        try:
+            domain = Domain(xs, self.domid, config.name)
+            created = yield domain.createDevices(config)
+            graphics = yield xs.readOrNone(domain.useGraphicsPath)
+            r.check("devices written (Domain.createDevices)", graphics == "1",
+                    f"{created}, console/use_graphics={graphics}")
+        except Exception as e:
+            r.check("devices written (Domain.createDevices)", False, f"{type(e).__name__}: {e}")
+            return
+        r.metric("devices_written_s", time.monotonic() - tDevices)
+        backendLog = os.path.join(self.runDir, f"backend-{self.domid}.log")
+        env = dict(os.environ, XENSTORED_PATH=self.xenstorePath)
+        self.backend = subprocess.Popen(
+            [os.path.join(self.venvBin, "xend-vfb-backend"), "--domid", str(self.domid),
+             "--run-dir", self.runDir, "--mode", "xen", "--log-file", backendLog, "--verbose"],
+            env=env, stdin=subprocess.DEVNULL, stdout=open(backendLog + ".out", "w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        log(f"backend pid {self.backend.pid} (XENSTORED_PATH={self.xenstorePath})")
+
+        @inlineCallbacks
+        def hotplugReady():
+            statuses = []
+            for deviceClass, devid in created:
+                statuses.append((yield xs.readOrNone(
+                    f"/local/domain/0/backend/{deviceClass}/{self.domid}/{devid}/hotplug-status")))
+            if self.backendGone():
+                return [self.backendGone()]
+            return statuses if all(statuses) else None
+
+        statuses = yield waitUntil(reactor, hotplugReady, 60)
+        r.check("backend runs hotplug scripts (hotplug-status)",
+                statuses and all(s == "connected" for s in statuses), f"{statuses}")
+        r.metric("backend_start_to_hotplug_s", time.monotonic() - tDevices)
+
+        # 3. Unpause; the guest kernel probes xen-fbfront/xen-kbdfront at boot.
+        tUnpause = time.monotonic()
+        run("xl", "unpause", str(self.domid))
+        connected = yield waitUntil(reactor, lambda: self.allConnected(xs, created), 240, 0.05)
+        tConnected = time.monotonic()
+        detail = []
+        for deviceClass, devid in created:
+            back, front = yield self.states(xs, deviceClass, devid)
+            detail.append(f"{deviceClass}/{devid} backend={back} frontend={front}")
+        if self.backendGone():
+            detail.append(self.backendGone())
+        r.check("vkbd and vfb Connected on both ends (xenstore)", connected, ", ".join(detail))
+        if connected:
+            r.metric("create_to_connected_s", tConnected - tCreate)
+            r.metric("unpause_to_connected_s (includes guest kernel boot)", tConnected - tUnpause)
+        frontKeys = {}
+        for key in ("page-ref", "event-channel", "protocol", "feature-update"):
+            frontKeys[key] = yield xs.readOrNone(f"{domainPath(self.domid)}/device/vfb/0/{key}")
+        log(f"vfb frontend keys: {frontKeys}")
+
+        fb0 = yield waitUntil(reactor, lambda: self.console.find(r"DOMU: FB0 .*$"), 120, 0.5)
+        r.check("guest sees /dev/fb0", fb0, fb0.group(0).strip() if fb0 else "no FB0 line")
+        states = re.findall(r"DOMU: STATE (\S+) (\S*)", self.console.text(), re.MULTILINE)
+        r.check("guest kernel reports vfb-0 and vkbd-0 Connected",
+                dict(states).get("vfb-0") in ("4", "Connected")
+                and dict(states).get("vkbd-0") in ("4", "Connected"), f"{states}")
+        status = self.control({"op": "status"})
+        log(f"backend status: {status}")
+
+        # 4. fbcon's text in the backend's copy of the screen.
+        yield waitUntil(reactor, lambda: self.console.find(r"DOMU: TEXT"), 60, 0.5)
+        shot = yield waitUntil(reactor, self.screenshotNonBlack, 60, 1.0)
+        r.check("backend screenshot shows fbcon text (control socket)",
+                shot and shot[0] != "gone" and shot[0] > 500,
+                f"non-black pixels {shot and shot[0]} of {shot and shot[1]}")
+
+        # 5. A VNC client in dom0.
+        port = yield xs.readOrNone(f"/local/domain/0/backend/vfb/{self.domid}/0/vnc-port")
+        listen = yield xs.readOrNone(f"/local/domain/0/backend/vfb/{self.domid}/0/vnc-listen")
+        log(f"vnc at {listen}:{port}")
+        if not r.check("backend published vnc-port", bool(port), f"{listen}:{port}"):
+            return
+        server = f"{listen or '127.0.0.1'}::{port}"
+        capture = self.path("vnc-capture.png")
+        result = run(os.path.join(self.venvBin, "vncdo"), "-s", server, "capture", capture,
+                     timeout=120)
+        seen = None
+        if result.returncode == 0 and os.path.exists(capture):
+            with open(capture, "rb") as f:
+                seen = nonBlack(f.read())
+        r.check("VNC client (vncdotool) captures the text", seen and seen[0] > 500,
+                f"non-black pixels {seen and seen[0]} of {seen and seen[1]}"
+                if seen else (result.stderr.strip()[-300:] or "no capture"))
+
+        # 6. A key typed over VNC reaches the guest's evdev device.
+        ready = yield waitUntil(reactor, lambda: self.console.find(r"DOMU: READY.*$"), 60, 0.5)
+        log(f"guest input: {ready and ready.group(0)}")
+        tKey = time.monotonic()
+        result = run(os.path.join(self.venvBin, "vncdo"), "-s", server, "key", "r", timeout=120)
+        event = yield waitUntil(
+            reactor, lambda: self.console.find(rf"DOMU-EV \w*{KEY_R_PRESSED}\s*$"), 30, 0.2)
+        r.check("key typed over VNC arrives in the guest (evdev KEY_R)", event,
+                event.group(0).strip() if event else
+                f"vncdo rc={result.returncode}; no KEY_R event in guest console")
+        if event:
+            r.metric("vnc_key_to_guest_s (incl. vncdo start)", time.monotonic() - tKey)
+
+        # 7. Frame rate of the guest redrawing, as a VNC client sees it.
+        if event:
+            started = yield waitUntil(reactor, lambda: self.console.find(r"DOMU: REDRAW start"),
+                                      20, 0.2)
+            log(f"guest redraw started: {bool(started)}")
+            try:
+                fps = yield task.deferLater(reactor, 0, measureFrameRate, "127.0.0.1",
+                                            int(port), self.args.fps_seconds)
+                log(f"frame rate: {fps}; guest: "
+                    f"{re.findall(r'DOMU: REDRAW frames.*', self.console.text())[-3:]}")
+                done = yield waitUntil(
+                    reactor, lambda: self.console.find(r"DOMU: REDRAW done.*$"), 60, 0.5)
+                guestFrames = done.group(0).strip() if done else "guest did not report"
+                r.check("VNC client sees the guest redraw (frames per second)",
+                        started and fps["frames"] > 2, f"{fps}; guest: {guestFrames}")
+                r.metric("vnc_fps", fps["fps"])
+                r.metric("vnc_updates_per_s", fps["updates_per_s"])
+            except Exception as e:
+                r.check("VNC client sees the guest redraw (frames per second)", False,
+                        f"{type(e).__name__}: {e}")
+
+        # 8. Hotplug a second display into the running guest (/dev/fb1).
+        if self.args.attach:
+            yield self.attachSecond(xs, domain)
+
+    @inlineCallbacks
+    def attachSecond(self, xs, domain):
+        from xend_vfb.model import VfbConfig
+
+        r = self.report
+        tAttach = time.monotonic()
+        try:
+            created = yield domain.attachDisplay(
+                VfbConfig.parse("vnc=1,vncunused=1,vnclisten=127.0.0.1", "vfb[1]"))
+        except Exception as e:
+            r.check("vfb-attach into the running guest", False, f"{type(e).__name__}: {e}")
+            return
+        connected = yield waitUntil(self.reactor, lambda: self.allConnected(xs, created), 60, 0.05)
+        r.check("vfb-attach into the running guest: Connected", connected, f"{created}")
+        if connected:
+            r.metric("attach_to_connected_s", time.monotonic() - tAttach)
+
+    def control(self, request: dict) -> dict | None:
+        """One JSON-lines request to the backend's control socket (blocking, short).
+
+        Spoken directly rather than through the package's client so the harness
+        tests the wire format, not an internal API."""
+        path = os.path.join(self.runDir, "backends", f"{self.domid}.sock")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(30)
+                s.connect(path)
+                s.sendall(json.dumps(request).encode() + b"\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
+            reply = json.loads(data)
+            if not reply.get("ok"):
+                raise RuntimeError(reply.get("error"))
+            return reply
+        except Exception as e:
+            log(f"control {request}: {type(e).__name__}: {e}")
+            return None
+
+    def screenshotNonBlack(self):
+        if self.backendGone():
+            return ("gone",)
+        reply = self.control({"op": "screenshot", "devid": 0})
+        if not reply:
+            return None
+        png = base64.b64decode(reply["png"])
+        with open(self.path("backend-screenshot.png"), "wb") as f:
+            f.write(png)
+        count, size = nonBlack(png)
+        return (count, size) if count > 500 else None
+
+    def finish(self) -> None:
+        if self.backend is not None and self.backend.poll() is None:
+            self.backend.terminate()
+            try:
+                self.backend.wait(10)
+            except subprocess.TimeoutExpired:
+                self.backend.kill()
+        if self.backend is not None:
+            log(f"backend exit status {self.backend.returncode}")
+        for name in os.listdir(self.runDir) if os.path.isdir(self.runDir) else []:
+            if name.endswith((".log", ".out")):
+                with open(os.path.join(self.runDir, name), "rb") as src, \
+                        open(self.path(name), "wb") as dst:
+                    dst.write(src.read())
+        with open(self.path("guest-console.log"), "w") as f:
+            f.write(self.console.text())
+        self.report.save()
+        print("==== XENTEST REPORT ====\n" + self.report.text() + "==== END REPORT ====",
+              flush=True)
+
+
+@inlineCallbacks
+def amain(reactor, arguments):
+    log("driver started (imports done)")
+    harness = Harness(reactor, arguments)
+    try:
+        yield harness.main()
+    except Exception as e:
+        traceback.print_exc()
+        harness.report.check("driver ran to the end", False, f"{type(e).__name__}: {e}")
+    finally:
+        harness.finish()
+    if not harness.report.passed:
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--xenstore", choices=("xenbus", "socket"), default="socket")
+    parser.add_argument("--fps-seconds", type=float, default=15.0)
+    parser.add_argument("--no-attach", dest="attach", action="store_false")
+    arguments = parser.parse_args(argv)
+    os.makedirs(arguments.out, exist_ok=True)
+    task.react(amain, [arguments])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

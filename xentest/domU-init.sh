@@ -1,0 +1,90 @@
+#!/bin/sh
+# The PV guest's /init (busybox).  Reports what the guest kernel sees on its
+# console (hvc0, logged by xenconsoled in dom0) as "DOMU: ..." lines the dom0
+# driver looks for:
+#   DOMU: FB0 ...          /dev/fb0 appeared (xen-fbfront connected)
+#   DOMU: STATE ...        the frontends' XenbusState as the guest kernel sees it
+#   DOMU-EV <48 hex>       each input_event read from the keyboard's evdev device
+#   DOMU: REDRAW ...       after the key R: the guest redraws its framebuffer
+#                          (alternating noise and black frames) for $REDRAW_SECS
+# It writes lines of text to tty1, which fbcon shows on the framebuffer.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+insmod /lib/modules/evdev.ko
+REDRAW_SECS=40
+say() { echo "DOMU: $*"; }
+say "UP $(uname -r) at $(cut -d' ' -f1 /proc/uptime)s"
+i=0
+while [ ! -e /dev/fb0 ] && [ $i -lt 1200 ]; do sleep 0.25; i=$((i + 1)); done
+if [ ! -e /dev/fb0 ]; then
+    say "NO-FB0 after 300s; xen devices: $(ls /sys/bus/xen/devices | tr '\n' ' ')"
+    exec sleep 2147483647
+fi
+G=/sys/class/graphics/fb0
+say "FB0 name=$(cat $G/name) size=$(cat $G/virtual_size) bpp=$(cat $G/bits_per_pixel) stride=$(cat $G/stride) at $(cut -d' ' -f1 /proc/uptime)s"
+for d in vfb-0 vkbd-0; do
+    i=0
+    until grep -q -x -E '4|Connected' /sys/bus/xen/devices/$d/state 2>/dev/null || [ $i -ge 80 ]; do
+        sleep 0.25; i=$((i + 1))
+    done
+    say "STATE $d $(cat /sys/bus/xen/devices/$d/state 2>/dev/null)"
+done
+dmesg | grep -i -E 'xenfb|xen-fbfront|xenkbd|kbdfront|fb0|frame buffer' | sed 's/^/DOMU-DMESG /'
+
+# Text for fbcon to draw.
+for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    echo "xend-vfb real-Xen harness: fbcon line $n  ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789" > /dev/tty1
+done
+say "TEXT written to tty1"
+
+# Frames for the redraw test: black, and noise (the dom0 side watches the
+# centre pixel change).
+SIZE=$(( $(cat $G/stride) * $(cut -d, -f2 $G/virtual_size) ))
+dd if=/dev/zero of=/tmp/black bs=$SIZE count=1 2>/dev/null
+dd if=/dev/urandom of=/tmp/white bs=$SIZE count=1 2>/dev/null
+
+redraw() {
+    say "REDRAW start at $(cut -d' ' -f1 /proc/uptime)s"
+    start=$(date +%s); frames=0
+    while [ $(( $(date +%s) - start )) -lt $REDRAW_SECS ]; do
+        cat /tmp/white > /dev/fb0
+        cat /tmp/black > /dev/fb0
+        frames=$((frames + 2))
+        [ $((frames % 100)) -eq 0 ] && say "REDRAW frames=$frames at $(cut -d' ' -f1 /proc/uptime)s"
+    done
+    say "REDRAW done frames=$frames secs=$(( $(date +%s) - start ))"
+}
+
+# xen-kbdfront registers its input devices once vkbd is Connected.
+kbd=
+i=0
+while [ -z "$kbd" ] && [ $i -lt 1200 ]; do
+    for e in /sys/class/input/event*; do
+        name=$(cat "$e/device/name" 2>/dev/null)
+        case $name in *[Kk]eyboard*) kbd=$(basename "$e") ;; esac
+    done
+    [ -n "$kbd" ] || sleep 0.25
+    i=$((i + 1))
+done
+for e in /sys/class/input/event*; do say "INPUT $(basename "$e") $(cat "$e/device/name" 2>/dev/null)"; done
+say "READY keyboard=${kbd:-none}"
+if [ -n "$kbd" ]; then
+    # struct input_event on x86_64: 16 bytes of time, u16 type, u16 code, s32 value.
+    # EV_KEY (1), KEY_R (19), pressed (1): ...0100 1300 01000000.  One event per
+    # dd from a descriptor held open (a pipe from hexdump would sit in its buffer).
+    (
+        exec 3< "/dev/input/$kbd"
+        while :; do
+            hex=$(dd bs=24 count=1 <&3 2>/dev/null | hexdump -v -e '24/1 "%02x"')
+            [ -n "$hex" ] || { sleep 1; continue; }
+            echo "DOMU-EV $hex"
+            case $hex in
+                *0100130001000000) redraw & ;;
+            esac
+        done
+    ) &
+fi
+# No shell on the console: its prompt would land in the middle of the lines above.
+exec sleep 2147483647

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Fetch, once, what the Xen harness boots: QEMU and busybox from apt (installed),
+# Debian 12's Xen 4.17 hypervisor, tools and a 6.1 kernel (.debs downloaded and
+# unpacked under $XENTEST_WORK/x, never installed).  A second run finds
+# $XENTEST_WORK/fetched.stamp and does nothing.
+set -euo pipefail
+WORK=${XENTEST_WORK:-/var/tmp/xend-vfb-xen}
+STAMP=$WORK/fetched.stamp
+[ -f "$STAMP" ] && [ -f "$WORK/xen" ] && [ -f "$WORK/vmlinuz" ] && exit 0
+
+need=()
+for tool in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio depmod:kmod; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "xentest: installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The kernel the metapackage points at (e.g. linux-image-6.1.0-50-amd64).
+KPKG=${XENTEST_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')}
+KV=${KPKG#linux-image-}
+mkdir -p "$WORK/debs"
+cd "$WORK/debs"
+PKGS="xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils libxencall1 libxenevtchn1
+      libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1 libxenhypfs1
+      libxentoolcore1 libxendevicemodel1 libyajl2 $KPKG"
+for p in $PKGS; do
+    ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p"
+done
+rm -rf "$WORK/x.new"
+mkdir -p "$WORK/x.new"
+for d in *.deb; do dpkg-deb -x "$d" "$WORK/x.new"; done
+rm -rf "$WORK/x"
+mv "$WORK/x.new" "$WORK/x"
+cd "$WORK"
+zcat x/boot/xen-4.17-amd64.gz > xen
+cp "x/boot/vmlinuz-$KV" vmlinuz
+echo "$KV" > kernel-version
+touch "$STAMP"
+echo "xentest: fetched into $WORK (kernel $KV)"
