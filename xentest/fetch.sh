@@ -27,7 +27,9 @@ PKGS="xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils libxencall1 libxen
       libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1 libxenhypfs1
       libxentoolcore1 libxendevicemodel1 libyajl2 $KPKG"
 for p in $PKGS; do
-    ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p"
+    # (apt warns that it downloads unsandboxed as root: harmless here)
+    ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p" 2>&1 | grep -v "unsandboxed" >&2 || true
+    ls "${p}"_*.deb >/dev/null 2>&1 || { echo "xentest: cannot download $p" >&2; exit 1; }
 done
 rm -rf "$WORK/x.new"
 mkdir -p "$WORK/x.new"
