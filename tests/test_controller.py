@@ -393,9 +393,7 @@ def test_wait_for_device_connected(xs, other, host):
     yield control.createDevice(SECRET_VFB)
     backend = StubBackend(other, f"{BE}/vfb/5/0", hotplug=("connected", None))
     yield backend.start()
-    started = time.monotonic()
     assert (yield control.waitForDevice(0, timeout=5)) is None
-    assert time.monotonic() - started < 2
     assert (yield xs.read(f"{BE}/vfb/5/0/hotplug-status")) == "connected"
     # Already connected: returns at once.
     yield control.waitForDevice(0, timeout=5)
@@ -419,7 +417,7 @@ def test_wait_for_device_timeout_says_what_was_seen(xs, host):
     started = time.monotonic()
     with pytest.raises(DeviceError) as info:
         yield control.waitForDevice(0, timeout=0.2)
-    assert 0.2 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.2
     assert str(info.value) == (
         "Device 0 (vkbd) could not be connected: no answer from its backend within 0.2 s "
         "(backend state Initialising, hotplug-status not written)")
@@ -450,9 +448,8 @@ def test_graceful_destroy_waits_for_closed_then_removes(xs, xenstored, other, ho
     control = vfb(xs)
     yield control.createDevice(SECRET_VFB)
     yield StubBackend(other, f"{BE}/vfb/5/0").start()
-    started = time.monotonic()
-    yield control.destroyDevice(0, timeout=5)
-    assert time.monotonic() - started < 2
+    # A timeout would only be reached after the test's own (pytest-timeout) bound.
+    yield control.destroyDevice(0, timeout=600)
     assert writes(xenstored, f"{BE}/vfb/5/0/")[-3:] == [
         (f"{BE}/vfb/5/0/online", "0"),  # before state: the backend watches state
         (f"{BE}/vfb/5/0/state", "5"),
@@ -474,9 +471,8 @@ def test_forced_destroy_does_not_wait(xs, xenstored, host):
     before = yield dump(xs)
     control = vfb(xs)
     yield control.createDevice(SECRET_VFB)
-    started = time.monotonic()
-    yield control.destroyDevice(0, force=True)  # default timeout: 10 s
-    assert time.monotonic() - started < 1
+    # Waiting would outlast the test's own (pytest-timeout) bound.
+    yield control.destroyDevice(0, force=True, timeout=600)
     assert writes(xenstored, f"{BE}/vfb/5/0/")[-2:] == [
         (f"{BE}/vfb/5/0/online", "0"), (f"{BE}/vfb/5/0/state", "5")]
     assert (yield dump(xs)) == before
@@ -499,7 +495,7 @@ def test_destroy_timeout_removes_anyway(xs, host):
         yield control.destroyDevice(0, timeout=0.2)
     finally:
         globalLogPublisher.removeObserver(observe)
-    assert 0.2 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.2
     assert (yield dump(xs)) == before
     assert warnings == [
         "Device 0 (vkbd) did not close: no answer from its backend within 0.2 s "

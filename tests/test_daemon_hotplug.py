@@ -4,7 +4,6 @@ client (vncdotool, in a child process) connected the whole time."""
 import os
 import re
 import signal
-import time
 
 import pytest
 
@@ -98,13 +97,12 @@ def test_forced_detach_does_not_wait_for_the_guest(run):
     guest = run.guest(1)
     guest.kill(signal.SIGSTOP)  # a guest that no longer answers
     try:
-        started = time.monotonic()
         run.cli("vfb-detach", "demo", "1", "--force")
-        took = time.monotonic() - started
     finally:
         guest.kill(signal.SIGCONT)
-    # The graceful destroy gives up after 10 s; --force must not wait for it.
-    assert took < 8, f"vfb-detach --force took {took:.1f} s"
+    # A graceful detach would have waited for the frozen guest and then logged that
+    # the device "did not close"; --force does not wait at all.
+    assert "did not close" not in run.log()
     assert devices(run, "demo", "vfb")[0]["frontend_state"] == 4
     # The backend's last state write after the toolstack removed the area must not
     # bring the area back (it writes `state` only where the area still exists).

@@ -3,7 +3,6 @@
 import errno
 import os
 import signal
-import time
 
 import pytest
 import pytest_twisted
@@ -214,10 +213,9 @@ def test_request_in_flight_when_daemon_dies_fails(xs, xenstored):
     assert not pending.called
     os.kill(process.pid, signal.SIGKILL)
     os.kill(process.pid, signal.SIGCONT)
-    started = time.monotonic()
+    # "lost", not the 10 s timeout's "did not answer": failed by the connection's end.
     with pytest.raises(XenstoreConnectionError, match="connection to xenstored at .* lost"):
         yield pending
-    assert time.monotonic() - started < 2
     yield lost
     with pytest.raises(XenstoreConnectionError, match="not connected"):
         yield xs.read("/anything")
