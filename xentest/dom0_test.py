@@ -43,6 +43,7 @@ from xend_vfb.xenstore.paths import domainPath
 GUEST = "xvfbguest"
 XENBUS = "/dev/xen/xenbus"
 KEY_R_PRESSED = "0100130001000000"  # EV_KEY, KEY_R, value 1 (little-endian)
+KEY_P_PRESSED = "0100190001000000"  # EV_KEY, KEY_P, value 1
 
 
 def log(message: str) -> None:
@@ -471,9 +472,38 @@ class Harness:
             r.check("VNC client sees the guest redraw (>= 1 frame/s)", False,
                     "the RFB client could not connect")
 
+        # 7b. The same with the guest pausing 0.2 s after each frame (about 5/s).
+        if event:
+            yield self.pacedRedraw(server, int(port))
+
         # 8. Hotplug a second display into the running guest (/dev/fb1).
         if self.args.attach:
             yield self.attachSecond(xs, domain)
+
+    @inlineCallbacks
+    def pacedRedraw(self, server: str, port: int):
+        r = self.report
+        yield waitUntil(self.reactor, lambda: self.console.find(r"DOMU: REDRAW done"), 60, 0.5)
+        try:
+            watcher = RFBWatcher("127.0.0.1", port)
+        except Exception as e:
+            r.check("VNC client sees a paced guest redraw (>= 1 frame/s)", False,
+                    f"RFB client: {type(e).__name__}: {e}")
+            return
+        run(os.path.join(self.venvBin, "vncdo"), "-s", server, "key", "p", timeout=120)
+        started = yield waitUntil(
+            self.reactor, lambda: self.console.find(r"DOMU: REDRAW start pause=200000"), 30, 0.2)
+        try:
+            fps = watcher.measure(self.args.fps_seconds)
+        except Exception as e:
+            fps = {"error": f"{type(e).__name__}: {e}", "fps": 0.0, "updates_per_s": 0.0}
+        watcher.close()
+        done = yield waitUntil(
+            self.reactor, lambda: self.console.find(r"DOMU: REDRAW done pause=200000.*$"), 60, 0.5)
+        guest = done.group(0).strip() if done else "guest did not report"
+        r.check("VNC client sees a paced guest redraw (>= 1 frame/s)",
+                bool(started) and fps["fps"] >= 1.0, f"{fps}; guest: {guest}")
+        r.metric("vnc_fps_paced", fps["fps"])
 
     @inlineCallbacks
     def attachSecond(self, xs, domain):

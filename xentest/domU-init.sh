@@ -45,16 +45,20 @@ SIZE=$(( $(cat $G/stride) * $(cut -d, -f2 $G/virtual_size) ))
 dd if=/dev/zero of=/tmp/black bs=$SIZE count=1 2>/dev/null
 dd if=/dev/urandom of=/tmp/white bs=$SIZE count=1 2>/dev/null
 
+# redraw [PAUSE_US]: flat out, or pausing PAUSE_US microseconds after each frame.
 redraw() {
-    say "REDRAW start at $(cut -d' ' -f1 /proc/uptime)s"
+    pause=${1:-0}
+    say "REDRAW start pause=${pause}us at $(cut -d' ' -f1 /proc/uptime)s"
     start=$(date +%s); frames=0
     while [ $(( $(date +%s) - start )) -lt $REDRAW_SECS ]; do
         cat /tmp/white > /dev/fb0
+        [ "$pause" = 0 ] || usleep "$pause"
         cat /tmp/black > /dev/fb0
+        [ "$pause" = 0 ] || usleep "$pause"
         frames=$((frames + 2))
         [ $((frames % 100)) -eq 0 ] && say "REDRAW frames=$frames at $(cut -d' ' -f1 /proc/uptime)s"
     done
-    say "REDRAW done frames=$frames secs=$(( $(date +%s) - start ))"
+    say "REDRAW done pause=${pause}us frames=$frames secs=$(( $(date +%s) - start ))"
 }
 
 # xen-kbdfront registers its input devices once vkbd is Connected.
@@ -72,7 +76,8 @@ for e in /sys/class/input/event*; do say "INPUT $(basename "$e") $(cat "$e/devic
 say "READY keyboard=${kbd:-none}"
 if [ -n "$kbd" ]; then
     # struct input_event on x86_64: 16 bytes of time, u16 type, u16 code, s32 value.
-    # EV_KEY (1), KEY_R (19), pressed (1): ...0100 1300 01000000.  One event per
+    # EV_KEY (1), KEY_R (19), pressed (1): ...0100 1300 01000000 (KEY_P is 25,
+    # 0x19: a redraw paced at about 5 frames/s).  One event per
     # dd from a descriptor held open (a pipe from hexdump would sit in its buffer).
     (
         exec 3< "/dev/input/$kbd"
@@ -82,6 +87,7 @@ if [ -n "$kbd" ]; then
             echo "DOMU-EV $hex"
             case $hex in
                 *0100130001000000) redraw & ;;
+                *0100190001000000) redraw 200000 & ;;
             esac
         done
     ) &
