@@ -493,6 +493,16 @@ class Harness:
         run(os.path.join(self.venvBin, "vncdo"), "-s", server, "key", "p", timeout=120)
         started = yield waitUntil(
             self.reactor, lambda: self.console.find(r"DOMU: REDRAW start pause=200000"), 30, 0.2)
+        # Diagnostic: does the backend's copy of the screen follow the guest?
+        for _ in range(3):
+            t = time.monotonic()
+            reply = self.control({"op": "screenshot", "devid": 0})
+            if reply:
+                from PIL import Image
+
+                image = Image.open(io.BytesIO(base64.b64decode(reply["png"]))).convert("RGB")
+                log(f"screenshot in {time.monotonic() - t:.2f}s: centre pixel "
+                    f"{image.getpixel((image.width // 2, image.height // 2))}")
         try:
             fps = watcher.measure(self.args.fps_seconds)
         except Exception as e:
