@@ -12,6 +12,7 @@ from __future__ import annotations
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
+import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers used here)
 from xend_vfb.controller import DevController, controllerClass
 from xend_vfb.errors import DeviceError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig

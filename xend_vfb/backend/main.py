@@ -53,7 +53,15 @@ def serve(reactor, arguments: argparse.Namespace):
     port = yield listenControl(reactor, controlSocketPath(arguments.run_dir, arguments.domid),
                                backend)
     stopped: Deferred[str] = Deferred()
-    reactor.addSystemEventTrigger("before", "shutdown", backend.stop)
+
+    def shuttingDown() -> None:
+        # SIGTERM: a clean stop.  Closing connections on the way out must not read as
+        # "xenstore lost" below, which is an error.
+        if not stopped.called:
+            stopped.callback("stopped")
+        backend.stop()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shuttingDown)
     xs.whenLost().addCallback(lambda _: stopped.called or stopped.callback("xenstore lost"))
     backend.finished.addCallback(lambda _: stopped.called or stopped.callback("no devices"))
     yield backend.start()
@@ -64,7 +72,7 @@ def serve(reactor, arguments: argparse.Namespace):
     yield port.stopListening()
     backend.stop()
     xs.close()
-    if why != "no devices":
+    if why not in ("no devices", "stopped"):
         raise XendVfbError(f"backend of domain {arguments.domid}: {why}")
 
 
