@@ -167,8 +167,9 @@ def test_toolstack_destroy_closes_removes_and_backend_exits(
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
     yield domain.detachDisplay(0)  # graceful: online 0, Closing, wait for Closed, remove
     for devClass, devid in PAIR:
-        assert not (yield xs.exists(backendPath(DOMID, devClass, devid)))
-        assert not (yield xs.exists(frontendPath(DOMID, devClass, devid)))
+        for area in (backendPath(DOMID, devClass, devid), frontendPath(DOMID, devClass, devid)):
+            assert (yield xs.readOrNone(area)) is None, (area, (yield xs.list(area)),
+                                                         backend.log())
     yield backend.waitExit()
     assert backend.process.returncode == 0
     log = backend.log()

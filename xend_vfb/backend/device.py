@@ -185,7 +185,7 @@ class BackendDevice:
             if (yield self.hotplug("add")):
                 yield self.writeKeys(self.ops.features(self))
                 yield self.setState(XenbusState.InitWait)
-                yield self.xs.write(f"{self.backendPath}/hotplug-status", "connected")
+                yield self.writeKeys({"hotplug-status": "connected"})
             else:
                 # The toolstack reports the hotplug error and removes the device.
                 yield self.setState(XenbusState.Closed)
@@ -248,7 +248,7 @@ class BackendDevice:
         """End this device's connection because of something the guest did."""
         log.error("{device}: {message}", device=self, message=message)
         yield self.disconnect()
-        yield self.xs.write(f"{self.backendPath}/error", _printable(message))
+        yield self.writeKeys({"error": _printable(message)})
         yield self.setState(XenbusState.Closing)
 
     def guestError(self, error: GuestError) -> None:
@@ -309,21 +309,21 @@ class BackendDevice:
     # -- xenstore helpers ----------------------------------------------------
 
     def setState(self, state: XenbusState) -> Deferred[None]:
-        """Publish our state, but never bring back an area the toolstack removed: check
-        and write in one transaction."""
         log.debug("{device} -> {state}", device=self, state=state.name)
+        return self.writeKeys({"state": str(int(state))})
+
+    def writeKeys(self, keys: dict[str, str]) -> Deferred[None]:
+        """Write keys into our backend area, in one transaction that first checks the
+        area is still there: the toolstack owns the areas, and a write racing with its
+        removal must not bring part of one back."""
 
         @inlineCallbacks
         def write(tx):
             if (yield tx.exists(self.backendPath)):
-                yield tx.write(f"{self.backendPath}/state", str(int(state)))
+                for key, value in keys.items():
+                    yield tx.write(f"{self.backendPath}/{key}", value)
 
         return self.xs.transaction(write)
-
-    @inlineCallbacks
-    def writeKeys(self, keys: dict[str, str]):
-        for key, value in keys.items():
-            yield self.xs.write(f"{self.backendPath}/{key}", value)
 
     @inlineCallbacks
     def readFrontendInt(self, key: str, required: bool = True, default: int = 0,
@@ -364,8 +364,7 @@ class BackendDevice:
         why = lines[-1] if lines else f"hotplug script {path} {action} exited with status {code}"
         log.error("{device}: hotplug {action} failed: {why}", device=self, action=action, why=why)
         if action == "add":
-            yield self.xs.write(f"{self.backendPath}/hotplug-error", _printable(why))
-            yield self.xs.write(f"{self.backendPath}/hotplug-status", "error")
+            yield self.writeKeys({"hotplug-error": _printable(why), "hotplug-status": "error"})
         return False
 
 

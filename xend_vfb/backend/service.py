@@ -150,8 +150,7 @@ class DomainBackend:
     @inlineCallbacks
     def _failed(self, device: BackendDevice, why: str):
         """A device that could not even start: report it as a hotplug failure."""
-        yield self.xs.write(f"{device.backendPath}/hotplug-error", why[:1000])
-        yield self.xs.write(f"{device.backendPath}/hotplug-status", "error")
+        yield device.writeKeys({"hotplug-error": why[:1000], "hotplug-status": "error"})
         device.stop()
         self.devices.pop((device.devClass, device.devid), None)
 

@@ -101,8 +101,7 @@ class VfbOps(DeviceOps):
             self.display = make(config.vncdisplay, findUnused)
             self.address = yield self.display.start()
         host, port = self.address
-        yield device.xs.write(f"{device.backendPath}/vnc-listen", host)
-        yield device.xs.write(f"{device.backendPath}/vnc-port", str(port))
+        yield device.writeKeys({"vnc-listen": host, "vnc-port": str(port)})
         if device.devid == 0:
             # The historical place old tools read, mirroring device 0.
             yield device.xs.write(f"{domainPath(device.domid)}/console/vnc-port", str(port))
