@@ -201,6 +201,19 @@ def test_backend_dying_during_create_fails_it_at_once(run, tmp_path):
     assert allConnected(run, "demo")  # the other domain did not notice
 
 
+def test_emulated_mode_warns_once_about_keys_it_ignores(run, tmp_path):
+    config = tmp_path / "builder.cfg"
+    config.write_text("name = 'builder'\nmemory = 32\ndisk = [ 'phy:/dev/vg/x,xvda,w' ]\n"
+                      "vif = [ 'bridge=xenbr0' ]\non_crash = 'restart'\n"
+                      "vfb = [ 'vnc=1,vncunused=1' ]\n")
+    run.start()
+    out = run.cli("create", str(config))
+    assert out.stderr == (
+        "Warning: emulated mode ignores these top-level keys of domain 'builder': disk, vif, "
+        "on_crash (only a real Xen host's domain builder uses them)\n")
+    assert out.stdout.startswith("Started domain builder (id=1)\n")
+
+
 def test_vnc_password_never_shown(run, tmp_path):
     config = example(tmp_path, "vnc-password", **{"vncdisplay=1,": "vncunused=1,",
                                                   "vnclisten=0.0.0.0": "vnclisten=127.0.0.1"})
