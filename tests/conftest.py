@@ -21,3 +21,12 @@ def xs(xenstored):
     client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
     yield client
     client.close()
+
+
+@pytest.fixture
+def other(xenstored):
+    """A second client on the same xenstored: a backend's connection, or a restarted
+    daemon's."""
+    client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
+    yield client
+    client.close()

@@ -21,7 +21,6 @@ from xend_vfb.controller import DevController, addControllerClass, controllerCla
 from xend_vfb.errors import DeviceError, XenstoreError
 from xend_vfb.model import VfbConfig, VkbdConfig
 from xend_vfb.vfbif import VfbifController, VkbdifController
-from xend_vfb.xenstore import connect
 
 DOMID = 5
 NAME = "guest"
@@ -157,14 +156,6 @@ class StubBackend:
 @pytest.fixture
 def host(xs):
     pytest_twisted.blockon(setUpHost(xs))
-
-
-@pytest.fixture
-def other(xenstored):
-    """A second client: a backend's connection, or a restarted daemon's."""
-    client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
-    yield client
-    client.close()
 
 
 def vfb(xs):

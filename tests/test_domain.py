@@ -29,7 +29,12 @@ from xend_vfb.domain import Domain
 from xend_vfb.errors import DeviceError, XenstoreError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 from xend_vfb.vfbif import VfbifController
-from xend_vfb.xenstore import connect
+
+
+@pytest.fixture
+def host(xs):
+    pytest_twisted.blockon(setUpHost(xs))
+
 
 CONFIG = """\
     name = "guest"
@@ -38,19 +43,6 @@ CONFIG = """\
     vfb = [ 'vnc=1,vncdisplay=1,vncunused=0,vncpasswd=s3cret,keymap=de,width=1024,height=768' ]
     vkbd = [ 'script=vkbd-extra' ]
 """
-
-
-@pytest.fixture
-def host(xs):
-    pytest_twisted.blockon(setUpHost(xs))
-
-
-@pytest.fixture
-def backendXs(xenstored):
-    """The stub backends' own connection."""
-    client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -171,11 +163,11 @@ def test_create_order(xs, xenstored, host, config):
 
 
 @pytest_twisted.inlineCallbacks
-def test_create_then_wait_with_a_backend(xs, backendXs, host, config):
+def test_create_then_wait_with_a_backend(xs, other, host, config):
     domain = Domain(xs, DOMID, NAME)
     created = yield domain.createDevices(config)
     for deviceClass, devid in created:
-        backend = StubBackend(backendXs, f"{BE}/{deviceClass}/5/{devid}",
+        backend = StubBackend(other, f"{BE}/{deviceClass}/5/{devid}",
                               hotplug=("connected", None))
         yield backend.start()
     yield domain.waitForDevices(created, timeout=5)
@@ -184,12 +176,12 @@ def test_create_then_wait_with_a_backend(xs, backendXs, host, config):
 
 
 @pytest_twisted.inlineCallbacks
-def test_wait_reports_the_backend_error_verbatim(xs, backendXs, host, config):
+def test_wait_reports_the_backend_error_verbatim(xs, other, host, config):
     domain = Domain(xs, DOMID, NAME)
     created = yield domain.createDevices(config)
-    yield StubBackend(backendXs, f"{BE}/vkbd/5/0", hotplug=("connected", None)).start()
+    yield StubBackend(other, f"{BE}/vkbd/5/0", hotplug=("connected", None)).start()
     why = "/etc/xen/scripts/vfb: no such file"
-    yield StubBackend(backendXs, f"{BE}/vfb/5/0", hotplug=("error", why)).start()
+    yield StubBackend(other, f"{BE}/vfb/5/0", hotplug=("error", why)).start()
     with pytest.raises(DeviceError) as info:
         yield domain.waitForDevices(created, timeout=5)
     assert str(info.value) == f"Device 0 (vfb) could not be connected: {why}"
@@ -267,7 +259,7 @@ def test_create_next_to_existing_devices_rolls_back_only_its_own(xs, host, confi
 
 
 @pytest_twisted.inlineCallbacks
-def test_attach_and_detach_a_display_with_its_keyboard(xs, backendXs, host, config):
+def test_attach_and_detach_a_display_with_its_keyboard(xs, other, host, config):
     domain = Domain(xs, DOMID, NAME)
     yield domain.createDevices(config)
     before = yield dump(xs)
@@ -278,7 +270,7 @@ def test_attach_and_detach_a_display_with_its_keyboard(xs, backendXs, host, conf
     assert (yield dump(xs, f"{BE}/vkbd/5/2")) == vkbdBackend(2, "1280", "1024")
     assert (yield dump(xs, f"{PRIV}/vfb/1")) == area(f"{PRIV}/vfb/1", DOM0, {"vkbd": "2"})
     for path in (f"{BE}/vkbd/5/2", f"{BE}/vfb/5/1"):
-        yield StubBackend(backendXs, path).start()
+        yield StubBackend(other, path).start()
     yield domain.detachDisplay(1)
     assert (yield dump(xs)) == before
 
@@ -296,13 +288,13 @@ def test_detach_a_display_that_does_not_exist(xs, host, config):
 
 @pytest.mark.parametrize("force", [False, True])
 @pytest_twisted.inlineCallbacks
-def test_destroy_devices_leaves_no_areas(xs, xenstored, backendXs, host, config, force):
+def test_destroy_devices_leaves_no_areas(xs, xenstored, other, host, config, force):
     before = yield dump(xs)
     domain = Domain(xs, DOMID, NAME)
     created = yield domain.createDevices(config)
     if not force:
         for deviceClass, devid in created:
-            yield StubBackend(backendXs, f"{BE}/{deviceClass}/5/{devid}").start()
+            yield StubBackend(other, f"{BE}/{deviceClass}/5/{devid}").start()
     yield domain.destroyDevices(force=force)
     # The domain's private record goes too: its domain is done with.
     assert (yield dump(xs)) == {p: v for p, v in before.items() if p != "/xend-vfb/5"}
@@ -318,9 +310,9 @@ def test_destroy_devices_leaves_no_areas(xs, xenstored, backendXs, host, config,
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_restarted_daemon_reads_the_domain_back(xs, backendXs, host, config):
+def test_a_restarted_daemon_reads_the_domain_back(xs, other, host, config):
     yield Domain(xs, DOMID, NAME).createDevices(config)
-    restarted = Domain(backendXs, DOMID, NAME)
+    restarted = Domain(other, DOMID, NAME)
     assert (yield restarted.controller("vfb").configurations()) == {0: config.vfbs[0]}
     assert (yield restarted.controller("vkbd").configurations()) == {
         0: config.vkbds[0], 1: config.vkbds[1]}
