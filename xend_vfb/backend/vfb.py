@@ -33,6 +33,13 @@ MIB = 1024 * 1024
 REFRESH_MS = 16
 #: Seconds between full copies for a guest that sends no UPDATE events.
 POLL_INTERVAL = 0.05
+#: A copy that took longer than this (seconds) is followed by a pause of `COPY_PAUSE`
+#: times its length before the next UPDATE-driven copy; UPDATEs arriving meanwhile
+#: are merged.  A fast host (a full frame in about a millisecond) never pauses; a slow
+#: one (real Xen under QEMU TCG: 85 ms per full frame) would otherwise spend all its
+#: time copying frames nobody sees and none sending them to viewers.
+SLOW_COPY = 0.005
+COPY_PAUSE = 2.0
 
 
 class VfbOps(DeviceOps):
@@ -55,6 +62,10 @@ class VfbOps(DeviceOps):
         self.updatesReceived = 0
         self.copies = 0
         self.copySeconds = 0.0
+        #: UPDATE rectangles not copied yet (bounding box), and when copying may resume.
+        self._dirty: tuple[int, int, int, int] | None = None
+        self._copyCall: Any = None
+        self._nextCopy = 0.0
 
     # -- ops ------------------------------------------------------------------
 
@@ -148,6 +159,10 @@ class VfbOps(DeviceOps):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        if self._copyCall is not None and self._copyCall.active():
+            self._copyCall.cancel()
+        self._copyCall = None
+        self._dirty = None
         for name in ("channel", "framebuffer", "page"):
             resource = getattr(self, name)
             setattr(self, name, None)
@@ -198,7 +213,8 @@ class VfbOps(DeviceOps):
 
         The UPDATEs of one batch are merged into one copy of their bounding box: a
         guest that redraws faster than we copy costs one copy per notification, not
-        one per event (under emulation, each copy of a full frame is expensive)."""
+        one per event (under emulation, each copy of a full frame is expensive); after
+        a slow copy, further UPDATEs are merged until `COPY_PAUSE` has passed."""
         dirty: tuple[int, int, int, int] | None = None
         for raw in fbif.OUT_RING.consume(self.page.view):
             event = fbif.decodeOutEvent(raw)
@@ -215,7 +231,25 @@ class VfbOps(DeviceOps):
                 log.info("{device}: ignoring unknown event type {type}",
                          device=self._device, type=raw[0])
         if dirty is not None:
-            self._copy(*dirty)
+            self._copySoon(dirty)
+
+    def _copySoon(self, rect: tuple[int, int, int, int]) -> None:
+        """Copy `rect` now, or merged with later ones once the pause after a slow copy
+        is over."""
+        self._dirty = rect if self._dirty is None else _union(self._dirty, rect)
+        if self._copyCall is not None:
+            return
+        delay = self._nextCopy - time.monotonic()
+        if delay <= 0:
+            self._copyDirty()
+        else:
+            self._copyCall = self._device.context.reactor.callLater(delay, self._copyDirty)
+
+    def _copyDirty(self) -> None:
+        self._copyCall = None
+        rect, self._dirty = self._dirty, None
+        if rect is not None and self.framebuffer is not None:
+            self._copy(*rect)
 
     def _setGeometry(self, geometry: fbif.Geometry) -> None:
         self.geometry = geometry
@@ -228,8 +262,12 @@ class VfbOps(DeviceOps):
         started = time.perf_counter()
         copyRect(self.framebuffer.view, geometry.stride, geometry.depth, geometry.offset,
                  self.screen.buffer, self.screen.width, x, y, w, h)
+        elapsed = time.perf_counter() - started
         self.copies += 1
-        self.copySeconds += time.perf_counter() - started
+        self.copySeconds += elapsed
+        self._nextCopy = time.monotonic() + elapsed * COPY_PAUSE if elapsed > SLOW_COPY else 0.0
+        if (x, y, w, h) == (0, 0, geometry.width, geometry.height):
+            self._dirty = None  # covered by this copy (a resize, a refresh, a new viewer)
         self.screen.update(x, y, w, h)
 
     def refresh(self) -> None:
