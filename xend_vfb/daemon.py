@@ -56,6 +56,9 @@ RESTART_WINDOW = 60.0
 DEVICE_TIMEOUT = 30.0
 #: Seconds a backend may take to exit once its domain has no devices left.
 BACKEND_EXIT_TIMEOUT = 5.0
+#: Seconds a backend may take to answer a screenshot: a full copy out of the guest's
+#: framebuffer plus PNG encoding, 12-15 s on real Xen under QEMU TCG (docs/xen-harness.md).
+SCREENSHOT_TIMEOUT = 120.0
 
 
 def socketPath(runDir: str) -> str:
@@ -581,7 +584,8 @@ class XendVfbDaemon(MultiService):
     def op_screenshot(self, request: dict):
         domid = yield self.resolve(request["domain"])
         reply = yield jsonline.request(self.reactor, controlSocketPath(self.runDir, domid),
-                                       {"op": "screenshot", "devid": request.get("devid", 0)})
+                                       {"op": "screenshot", "devid": request.get("devid", 0)},
+                                       timeout=SCREENSHOT_TIMEOUT)
         base64.b64decode(reply["png"], validate=True)
         return {"png": reply["png"]}
 
