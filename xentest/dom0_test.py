@@ -1,19 +1,23 @@
 """The harness's test driver, run in dom0 with the checkout's .venv (see dom0-stage2.sh).
 
-It plays the toolstack the way `xend-vfb create` will: `xl create -p` builds the
-domain from the non-display part of an xm config, the project's controllers
-write the vkbd and vfb devices and `console/use_graphics`, a backend
-(`xend-vfb-backend --mode xen`) is started for the domain, and the domain is
-unpaused.  Then it checks what the guest and a VNC client see, and writes
-`results.json` and `report.txt` to the results share.
+Main path (default): the project's own daemon and CLI, as an administrator
+uses them.  `xend-vfb daemon --foreground` runs in the background (xl on its
+PATH, xenstored over its socket), `xend-vfb create CONFIG` builds the guest
+from an xm config with a `vfb=` line (xl create -p, devices, backend forked
+from the zygote, unpause), and the checks use `vfb-list --json`,
+`xend-vfb screenshot`, a VNC client (vncdotool and a raw RFB client),
+`vfb-attach`/`vfb-detach` (the guest reports /dev/fb1 coming and going),
+`kill -9` of the daemon and a restart (the guest's display keeps working, the
+backend is adopted, not restarted), and `destroy` (no backend left).
+
+`--direct` keeps the earlier hand-driven path (`xl create -p`,
+`Domain.createDevices`, `xend-vfb-backend --mode xen` started by hand,
+`xl unpause`), useful to tell a daemon problem from a backend one.
 
 Each check is recorded as PASS or FAIL with its detail; one failing check does
-not stop the later ones unless they depend on it.  Exit status 0 only if every
-check passed.
-
-Later, when the daemon lands, `--use-daemon` is the place to swap the
-hand-driven steps (createDevices + backend spawn) for `xend-vfb daemon` and
-`xend-vfb create CONFIG`; the checks stay the same.
+not stop the later ones unless they depend on it.  The driver writes
+`results.json` and `report.txt` to the results share; exit status 0 only if
+every check passed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -265,6 +270,7 @@ class Harness:
         self.venvBin = os.path.join(arguments.repo, ".venv", "bin")
         self.console = Console(GUEST)
         self.backend: subprocess.Popen | None = None
+        self.daemon: subprocess.Popen | None = None
         self.domid: int | None = None
 
     def path(self, name: str) -> str:
@@ -312,8 +318,338 @@ class Harness:
                 return False
         return True
 
+    # -- the daemon and its CLI ------------------------------------------------------
+
+    def cli(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`xend-vfb ARGUMENTS` as an administrator runs it (same environment as the daemon)."""
+        return run(os.path.join(self.venvBin, "xend-vfb"), *arguments, timeout=timeout)
+
+    def daemonPing(self) -> dict | None:
+        """The daemon's answer to `ping` on its socket (JSON lines), None if it does not answer."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(os.path.join(self.runDir, "xend-vfb.sock"))
+                s.sendall(b'{"op": "ping"}\n')
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return None
+                    data += chunk
+            reply = json.loads(data)
+            return reply if reply.get("ok") else None
+        except OSError:
+            return None
+
+    @inlineCallbacks
+    def startDaemon(self, label: str):
+        """`xend-vfb daemon --foreground` in the background; fires with the seconds until it
+        answered (None if it did not within 180 s)."""
+        out = open(os.path.join(self.runDir, "xend-vfb-daemon.out"), "a")
+        out.write(f"==== {label} ====\n")
+        out.flush()
+        started = time.monotonic()
+        self.daemon = subprocess.Popen(
+            [os.path.join(self.venvBin, "xend-vfb"), "daemon", "--foreground"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        out.close()
+        log(f"daemon ({label}) pid {self.daemon.pid}")
+        reply = yield waitUntil(self.reactor, lambda: self.daemon.poll() is not None
+                                or self.daemonPing(), 180, 0.2)
+        if self.daemon.poll() is not None or not reply:
+            log(f"daemon ({label}) did not answer: exit status {self.daemon.poll()}")
+            return None
+        return time.monotonic() - started
+
+    def daemonLog(self) -> str:
+        try:
+            with open(os.path.join(self.runDir, "xend-vfb-daemon.out"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def backendProcesses() -> list[int]:
+        """Processes whose command line names xend-vfb-backend (what `pgrep -f` finds)."""
+        pids = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/cmdline", "rb") as f:
+                        if b"xend-vfb-backend" in f.read():
+                            pids.append(int(name))
+                except OSError:
+                    pass
+        return sorted(pids)
+
+    def recordedBackend(self) -> int | None:
+        """The backend pid the daemon recorded for the domain (`pid:starttime`)."""
+        try:
+            with open(os.path.join(self.runDir, "backends", f"{self.domid}.pid")) as f:
+                return int(f.read().split(":")[0])
+        except (OSError, ValueError):
+            return None
+
+    def deviceRows(self, deviceClass: str) -> list[dict] | None:
+        result = self.cli(f"{deviceClass}-list", GUEST, "--json", timeout=120)
+        if result.returncode != 0:
+            return None
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            log(f"{deviceClass}-list printed no JSON: {result.stdout[:300]!r}")
+            return None
+
+    def connectedRows(self, rows: list[dict] | None, devids: set[int]) -> bool:
+        if not rows:
+            return False
+        states = {row["devid"]: (row["backend_state"], row["frontend_state"]) for row in rows}
+        return all(states.get(devid) == (4, 4) for devid in devids)
+
+    def cliScreenshot(self, name: str):
+        """`xend-vfb screenshot` to the results; (non-black pixels, size) when it shows text."""
+        path = self.path(name)
+        result = self.cli("screenshot", GUEST, path, timeout=180)
+        if result.returncode != 0 or not os.path.exists(path):
+            return None
+        with open(path, "rb") as f:
+            count, size = nonBlack(f.read())
+        return (count, size) if count > 500 else None
+
+    def vncCapture(self, server: str, name: str, check: str) -> bool:
+        capture = self.path(name)
+        result = run(os.path.join(self.venvBin, "vncdo"), "-s", server, "capture", capture,
+                     timeout=120)
+        seen = None
+        if result.returncode == 0 and os.path.exists(capture):
+            with open(capture, "rb") as f:
+                seen = nonBlack(f.read())
+        return self.report.check(check, seen and seen[0] > 500,
+                                 f"non-black pixels {seen and seen[0]} of {seen and seen[1]}"
+                                 if seen else (result.stderr.strip()[-300:] or "no capture"))
+
+    def vfbCounters(self) -> dict | None:
+        """The backend's copy counters for vfb/0 (control socket `status`)."""
+        status = self.control({"op": "status"})
+        for device in (status or {}).get("devices", []):
+            if device.get("class") == "vfb" and device.get("devid") == 0:
+                return {k: device.get(k) for k in ("updates_received", "copies", "copy_seconds")}
+        return None
+
+    def reportCounters(self, label: str, before: dict | None, after: dict | None,
+                       seconds: float) -> None:
+        if not before or not after:
+            log(f"backend counters ({label}): unavailable ({before}, {after})")
+            return
+        delta = {k: round(after[k] - before[k], 3) for k in before}
+        log(f"backend counters over {seconds:.1f}s ({label}): {delta}")
+        self.report.metric(f"backend_updates_per_s ({label})", delta["updates_received"] / seconds)
+        self.report.metric(f"backend_copies_per_s ({label})", delta["copies"] / seconds)
+        if delta["copies"]:
+            self.report.metric(f"backend_s_per_copy ({label})",
+                               delta["copy_seconds"] / delta["copies"])
+
     @inlineCallbacks
     def main(self):
+        """The daemon path: what an administrator does, checked in the guest and in dom0."""
+        r, reactor = self.report, self.reactor
+        os.makedirs(self.runDir, exist_ok=True)
+        xs = yield self.connectXenstore()
+
+        # 1. The daemon (xl on its PATH, xenstored over the socket: XENSTORED_PATH).
+        os.environ["XENSTORED_PATH"] = self.xenstorePath
+        startup = yield self.startDaemon("first start")
+        if not r.check("xend-vfb daemon starts (Xen mode)", startup is not None,
+                       f"pid {self.daemon.pid}" if startup else self.daemonLog()[-300:]):
+            return
+        r.metric("daemon_start_s", startup)
+        zygote = "the zygote did not start" not in self.daemonLog()
+        log(f"zygote answered: {zygote}")
+        tList = time.monotonic()
+        self.cli("list", "--json", timeout=120)
+        r.metric("cli_roundtrip_s (xend-vfb list: a Python start in dom0)",
+                 time.monotonic() - tList)
+
+        # 2. xend-vfb create: xl create -p, devices, backend, unpause, wait for Connected.
+        cfgPath = "/tmp/xentest-guest.cfg"
+        with open(cfgPath, "w") as f:
+            f.write(XM_CONFIG.format(name=GUEST, work=self.args.work))
+        tCreate = time.monotonic()
+        create = subprocess.Popen([os.path.join(self.venvBin, "xend-vfb"), "create", cfgPath],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen: dict[str, float] = {}
+
+        @inlineCallbacks
+        def progress():
+            # Timestamps of the steps as xenstore shows them.  `create` returns once the
+            # backend reports the devices ready (hotplug-status, as xend did); the guest's
+            # frontends reach Connected as its kernel boots, a little later.
+            if "domain" not in seen:
+                for name in (yield xs.list("/local/domain")):
+                    if name != "0" and (yield xs.readOrNone(f"/local/domain/{name}/name")) == GUEST:
+                        seen["domain"] = time.monotonic()
+                        self.domid = int(name)
+            if self.domid is not None and "connected" not in seen:
+                if (yield self.allConnected(xs, [("vkbd", 0), ("vfb", 0)])):
+                    seen["connected"] = time.monotonic()
+            if create.poll() is not None:
+                seen.setdefault("cli", time.monotonic())
+                return create.returncode != 0 or "connected" in seen \
+                    or time.monotonic() - seen["cli"] > 120
+            return False
+
+        yield waitUntil(reactor, progress, 420, 0.05)
+        if create.poll() is None:
+            create.kill()
+        stdout, stderr = create.communicate()
+        tCreated = seen.get("cli", time.monotonic())
+        log(f"$ xend-vfb create {cfgPath} -> {create.returncode}: {stdout.strip()} "
+            f"{stderr.strip()[-400:]}")
+        match = re.search(r"Started domain \S+ \(id=(\d+)\)", stdout)
+        if not r.check("xend-vfb create (xl create -p, devices, backend, unpause)",
+                       create.returncode == 0 and match,
+                       (stdout.strip() or stderr.strip())[-300:]):
+            return
+        self.domid = int(match.group(1))
+        r.metric("create_cli_s (xend-vfb create, incl. its Python start)", tCreated - tCreate)
+        if "domain" in seen and "connected" in seen:
+            r.metric("create_to_connected_s (xend-vfb create, incl. its Python start)",
+                     seen["connected"] - tCreate)
+            r.metric("domain_to_connected_s (xl create -p has made the domain -> both Connected)",
+                     seen["connected"] - seen["domain"])
+        forked = re.search(rf"backend of domain {self.domid} forked: pid (\d+)", self.daemonLog())
+        r.check("backend forked from the zygote (not started afresh)", zygote and forked,
+                forked.group(0) if forked else "zygote answered" if zygote
+                else "the zygote did not answer within 10 s")
+
+        # 3. Both ends Connected, as vfb-list/vkbd-list report them.
+        vfbs, vkbds = self.deviceRows("vfb"), self.deviceRows("vkbd")
+        r.check("vfb-list/vkbd-list --json: vfb 0 and vkbd 0 Connected on both ends",
+                self.connectedRows(vfbs, {0}) and self.connectedRows(vkbds, {0}),
+                f"vfb {vfbs}, vkbd {vkbds}")
+        graphics = yield xs.readOrNone(f"{domainPath(self.domid)}/console/use_graphics")
+        log(f"console/use_graphics={graphics}")
+        fb0 = yield waitUntil(reactor, lambda: self.console.find(r"DOMU: FB0 .*$"), 120, 0.5)
+        r.check("guest sees /dev/fb0", fb0, fb0.group(0).strip() if fb0 else "no FB0 line")
+        yield waitUntil(reactor, lambda: len(re.findall(r"DOMU: STATE ", self.console.text())) >= 2,
+                        30, 0.5)
+        states = dict(re.findall(r"DOMU: STATE (\S+) (\S*)", self.console.text()))
+        r.check("guest kernel reports vfb-0 and vkbd-0 Connected",
+                states.get("vfb-0") in ("4", "Connected")
+                and states.get("vkbd-0") in ("4", "Connected"), f"{states}")
+        log(f"backend status: {self.control({'op': 'status'})}")
+
+        # 4. fbcon's text in `xend-vfb screenshot` and over VNC.
+        yield waitUntil(reactor, lambda: self.console.find(r"DOMU: TEXT"), 60, 0.5)
+        shot = yield waitUntil(reactor, lambda: self.cliScreenshot("cli-screenshot.png"), 60, 1.0)
+        r.check("xend-vfb screenshot shows fbcon text", shot,
+                f"non-black pixels {shot[0]} of {shot[1]}" if shot else "no text (see log)")
+        port = vfbs[0].get("vnc_port") if vfbs else None
+        listen = (vfbs[0].get("vnc_listen") if vfbs else None) or "127.0.0.1"
+        if not r.check("vfb-list shows the VNC address", bool(port), f"{listen}:{port}"):
+            return
+        server = f"{listen}::{port}"
+        self.vncCapture(server, "vnc-capture.png", "VNC client (vncdotool) captures the text")
+
+        # 5. A key over VNC; frame rates as a VNC client sees them.
+        yield self.keyAndRedraw(server, str(port))
+
+        # 6. vfb-attach / vfb-detach: /dev/fb1 in the guest.
+        if self.args.attach:
+            yield self.attachDetach()
+
+        # 7. kill -9 of the daemon, restart: the display keeps working.
+        yield self.killAndRestart(server)
+
+        # 8. destroy: the domain and its backend are gone.
+        yield self.destroy()
+
+    @inlineCallbacks
+    def attachDetach(self):
+        r = self.report
+        tAttach = time.monotonic()
+        result = self.cli("vfb-attach", GUEST, "vnc=1,vncunused=1,vnclisten=127.0.0.1")
+        attached = time.monotonic() - tAttach
+        if not r.check("xend-vfb vfb-attach", result.returncode == 0,
+                       (result.stdout.strip() or result.stderr.strip())[-300:]):
+            return
+        r.metric("vfb_attach_cli_s (incl. its Python start)", attached)
+        rows = self.deviceRows("vfb")
+        r.check("vfb-list: vfb 1 Connected on both ends", self.connectedRows(rows, {0, 1}),
+                f"{rows}")
+        fb1 = yield waitUntil(self.reactor, lambda: self.console.find(r"DOMU: FB1 present.*$"),
+                              60, 0.5)
+        r.check("guest sees /dev/fb1 after vfb-attach", fb1,
+                fb1.group(0).strip() if fb1 else "no 'FB1 present' line")
+
+        result = self.cli("vfb-detach", GUEST, "1")
+        if not r.check("xend-vfb vfb-detach", result.returncode == 0,
+                       result.stderr.strip()[-300:]):
+            return
+        gone = yield waitUntil(self.reactor, lambda: self.console.find(r"DOMU: FB1 gone.*$"),
+                               60, 0.5)
+        r.check("guest reports /dev/fb1 gone after vfb-detach", gone,
+                gone.group(0).strip() if gone else "no 'FB1 gone' line")
+        vfbs, vkbds = self.deviceRows("vfb"), self.deviceRows("vkbd")
+        r.check("vfb-list/vkbd-list: only vfb 0 and vkbd 0 left",
+                vfbs is not None and vkbds is not None
+                and [v["devid"] for v in vfbs] == [0] and [v["devid"] for v in vkbds] == [0],
+                f"vfb {vfbs and [v['devid'] for v in vfbs]}, "
+                f"vkbd {vkbds and [v['devid'] for v in vkbds]}")
+
+    @inlineCallbacks
+    def killAndRestart(self, server: str):
+        r = self.report
+        before = self.recordedBackend()
+        processes = self.backendProcesses()
+        log(f"before kill -9: recorded backend {before}, processes {processes}")
+        os.kill(self.daemon.pid, signal.SIGKILL)
+        self.daemon.wait(30)
+        r.check("kill -9 of the daemon", self.daemon.returncode == -signal.SIGKILL,
+                f"exit {self.daemon.returncode}; backends {self.backendProcesses()}")
+        # While the daemon is down the backend keeps serving VNC.
+        self.vncCapture(server, "vnc-capture-daemon-down.png",
+                        "VNC client captures the text while the daemon is down")
+        startup = yield self.startDaemon("restart after kill -9")
+        if not r.check("daemon restarts", startup is not None, f"pid {self.daemon.pid}"):
+            return
+        r.metric("daemon_restart_s", startup)
+        after = self.recordedBackend()
+        processes = self.backendProcesses()
+        r.check("backend adopted after restart (pid unchanged, no second backend)",
+                before is not None and after == before and processes == [before],
+                f"before {before}, after {after}, xend-vfb-backend processes {processes}")
+        shot = yield waitUntil(self.reactor,
+                               lambda: self.cliScreenshot("cli-screenshot-after-restart.png"),
+                               60, 1.0)
+        r.check("xend-vfb screenshot after the restart shows the text", shot,
+                f"non-black pixels {shot[0]} of {shot[1]}" if shot else "no text")
+        self.vncCapture(server, "vnc-capture-after-restart.png",
+                        "VNC client captures the text after the restart")
+        rows = self.deviceRows("vfb")
+        r.check("vfb-list after the restart: vfb 0 Connected", self.connectedRows(rows, {0}),
+                f"{rows}")
+
+    @inlineCallbacks
+    def destroy(self):
+        r = self.report
+        tDestroy = time.monotonic()
+        result = self.cli("destroy", GUEST)
+        r.check("xend-vfb destroy", result.returncode == 0, result.stderr.strip()[-300:])
+        r.metric("destroy_cli_s", time.monotonic() - tDestroy)
+        left = yield waitUntil(self.reactor, lambda: not self.backendProcesses(), 30, 0.5)
+        xl = run("xl", "list")
+        listed = self.cli("list", "--json", timeout=120)
+        r.check("after destroy: no backend, no domain",
+                left and GUEST not in xl.stdout and listed.stdout.strip() == "[]",
+                f"backends {self.backendProcesses()}; xl list has guest: {GUEST in xl.stdout}; "
+                f"list --json {listed.stdout.strip()[:200]!r}")
+
+    @inlineCallbacks
+    def mainDirect(self):
+        """The hand-driven path (--direct): the pieces without the daemon."""
         r, reactor = self.report, self.reactor
         os.makedirs(self.runDir, exist_ok=True)
         xs = yield self.connectXenstore()
@@ -428,8 +764,20 @@ class Harness:
                 f"non-black pixels {seen and seen[0]} of {seen and seen[1]}"
                 if seen else (result.stderr.strip()[-300:] or "no capture"))
 
+        yield self.keyAndRedraw(server, port)
+
+        # 8. Hotplug a second display into the running guest (/dev/fb1).
+        if self.args.attach:
+            yield self.attachSecond(xs, domain)
+
+    @inlineCallbacks
+    def keyAndRedraw(self, server: str, port: str):
+        """A key typed over VNC reaches the guest's evdev device; the key (R) also
+        starts the guest redrawing, watched by a raw RFB client connected beforehand.
+        Then the same paced (key P)."""
         # 6. A key typed over VNC reaches the guest's evdev device; the key (R)
         # also starts the guest redrawing, watched by a raw RFB client (7).
+        r, reactor = self.report, self.reactor
         ready = yield waitUntil(reactor, lambda: self.console.find(r"DOMU: READY.*$"), 60, 0.5)
         log(f"guest input: {ready and ready.group(0).strip()}")
         try:
@@ -453,8 +801,10 @@ class Harness:
                                       20, 0.2)
             log(f"guest redraw started: {bool(started)}")
             try:
+                before = self.vfbCounters()
                 fps = watcher.measure(self.args.fps_seconds)
                 watcher.close()
+                self.reportCounters("redraw", before, self.vfbCounters(), fps["seconds"])
                 log(f"frame rate: {fps}; guest: "
                     f"{re.findall(r'DOMU: REDRAW frames.*', self.console.text())[-3:]}")
                 done = yield waitUntil(
@@ -475,10 +825,6 @@ class Harness:
         # 7b. The same with the guest pausing 0.2 s after each frame (about 5/s).
         if event:
             yield self.pacedRedraw(server, int(port))
-
-        # 8. Hotplug a second display into the running guest (/dev/fb1).
-        if self.args.attach:
-            yield self.attachSecond(xs, domain)
 
     @inlineCallbacks
     def pacedRedraw(self, server: str, port: int):
@@ -504,7 +850,9 @@ class Harness:
                 log(f"screenshot in {time.monotonic() - t:.2f}s: centre pixel "
                     f"{image.getpixel((image.width // 2, image.height // 2))}")
         try:
+            before = self.vfbCounters()
             fps = watcher.measure(self.args.fps_seconds)
+            self.reportCounters("paced", before, self.vfbCounters(), fps["seconds"])
         except Exception as e:
             fps = {"error": f"{type(e).__name__}: {e}", "fps": 0.0, "updates_per_s": 0.0}
         watcher.close()
@@ -578,11 +926,19 @@ class Harness:
                 self.backend.kill()
         if self.backend is not None:
             log(f"backend exit status {self.backend.returncode}")
-        for name in os.listdir(self.runDir) if os.path.isdir(self.runDir) else []:
-            if name.endswith((".log", ".out")):
-                with open(os.path.join(self.runDir, name), "rb") as src, \
-                        open(self.path(name), "wb") as dst:
-                    dst.write(src.read())
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.cli("shutdown", timeout=60)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+        for directory, prefix in ((self.runDir, ""),
+                                  (os.path.join(self.runDir, "backends"), "backends-")):
+            for name in os.listdir(directory) if os.path.isdir(directory) else []:
+                if name.endswith((".log", ".out")):
+                    with open(os.path.join(directory, name), "rb") as src, \
+                            open(self.path(prefix + name), "wb") as dst:
+                        dst.write(src.read())
         with open(self.path("guest-console.log"), "w") as f:
             f.write(self.console.text())
         self.report.save()
@@ -595,7 +951,7 @@ def amain(reactor, arguments):
     log("driver started (imports done)")
     harness = Harness(reactor, arguments)
     try:
-        yield harness.main()
+        yield (harness.mainDirect() if arguments.direct else harness.main())
     except Exception as e:
         traceback.print_exc()
         harness.report.check("driver ran to the end", False, f"{type(e).__name__}: {e}")
@@ -613,6 +969,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xenstore", choices=("xenbus", "socket"), default="socket")
     parser.add_argument("--fps-seconds", type=float, default=15.0)
     parser.add_argument("--no-attach", dest="attach", action="store_false")
+    parser.add_argument("--direct", action="store_true",
+                        help="drive the pieces by hand (no daemon), as before the daemon landed")
     arguments = parser.parse_args(argv)
     os.makedirs(arguments.out, exist_ok=True)
     task.react(amain, [arguments])

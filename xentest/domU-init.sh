@@ -5,6 +5,8 @@
 #   DOMU: FB0 ...          /dev/fb0 appeared (xen-fbfront connected)
 #   DOMU: STATE ...        the frontends' XenbusState as the guest kernel sees it
 #   DOMU-EV <48 hex>       each input_event read from the keyboard's evdev device
+#   DOMU: FB1 present ...  /dev/fb1 appeared (a display hot-plugged by vfb-attach)
+#   DOMU: FB1 gone ...     /dev/fb1 went away again (vfb-detach)
 #   DOMU: REDRAW ...       after the key R: the guest redraws its framebuffer
 #                          (alternating noise and black frames) for $REDRAW_SECS
 # It writes lines of text to tty1, which fbcon shows on the framebuffer.
@@ -38,6 +40,25 @@ for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
     echo "xend-vfb real-Xen harness: fbcon line $n  ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789" > /dev/tty1
 done
 say "TEXT written to tty1"
+
+# Hot-plugged displays: report /dev/fb1 coming and going.
+(
+    prev=gone
+    while :; do
+        if [ -e /dev/fb1 ]; then now=present; else now=gone; fi
+        if [ "$now" != "$prev" ]; then
+            if [ $now = present ]; then
+                sleep 0.5   # let sysfs settle
+                G1=/sys/class/graphics/fb1
+                say "FB1 present name=$(cat $G1/name) size=$(cat $G1/virtual_size) vfb-1 state=$(cat /sys/bus/xen/devices/vfb-1/state 2>/dev/null) at $(cut -d' ' -f1 /proc/uptime)s"
+            else
+                say "FB1 gone; xen devices: $(ls /sys/bus/xen/devices | tr '\n' ' ')at $(cut -d' ' -f1 /proc/uptime)s"
+            fi
+            prev=$now
+        fi
+        sleep 0.25
+    done
+) &
 
 # Frames for the redraw test: black, and noise (the dom0 side watches the
 # centre pixel change).

@@ -4,7 +4,7 @@
 # xentest/dom0_test.py in dom0 against this checkout.  Prints the report and
 # exits non-zero if any check failed.
 #
-#   xentest/run.sh            # ~2-3 minutes once the downloads are cached
+#   xentest/run.sh            # ~5-7 minutes once the downloads are cached
 #
 # XENTEST_WORK (default /var/tmp/xend-vfb-xen): downloads, images, and one
 # directory per run under runs/ (boot.log, report.txt, results.json, the
