@@ -46,7 +46,7 @@ NOT_RUNNING = "the xend-vfb daemon is not running (start it with: xend-vfb daemo
 #: Seconds the CLI waits for the daemon (create waits for devices and backends).
 REQUEST_TIMEOUT = 300.0
 #: Seconds `xend-vfb daemon` waits for a daemon it started to answer.
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
 
 
 def _runDir() -> str:
