@@ -8,11 +8,19 @@ import io
 import os
 import re
 import stat
+import subprocess
 
 import pytest
 from PIL import Image
 
-from tests.helpers_daemon import EXAMPLES, DaemonRun, allConnected, devices, waitUntil
+from tests.helpers_daemon import (
+    EXAMPLES,
+    XEND_VFB,
+    DaemonRun,
+    allConnected,
+    devices,
+    waitUntil,
+)
 from xend_vfb.guest.pattern import patternBytes
 
 NO_DAEMON = "Error: the xend-vfb daemon is not running (start it with: xend-vfb daemon)"
@@ -212,6 +220,18 @@ def test_emulated_mode_warns_once_about_keys_it_ignores(run, tmp_path):
         "Warning: emulated mode ignores these top-level keys of domain 'builder': disk, vif, "
         "on_crash (only a real Xen host's domain builder uses them)\n")
     assert out.stdout.startswith("Started domain builder (id=1)\n")
+
+
+def test_concurrent_creates_of_one_name_make_one_domain(run):
+    run.start()
+    demo = os.path.join(EXAMPLES, "demo.cfg")
+    creates = [subprocess.Popen([XEND_VFB, "create", demo], env=run.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(3)]
+    results = sorted((c.wait(timeout=120), c.stderr.read().strip()) for c in creates)
+    assert results == [(0, ""), (1, "Error: domain 'demo' already exists (domain 1)"),
+                       (1, "Error: domain 'demo' already exists (domain 1)")]
+    assert [(d["domid"], d["name"]) for d in run.json("list")] == [(1, "demo")]
 
 
 def test_vnc_password_never_shown(run, tmp_path):

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import DeferredLock, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -98,6 +98,7 @@ class XendVfbDaemon(MultiService):
         self._restarts: dict[int, list[float]] = {}
         self._zygoteRestarts: list[float] = []
         self._busy: set[int] = set()
+        self._building = DeferredLock()
         self._port: Any = None
         self.stopping = False
 
@@ -384,13 +385,8 @@ class XendVfbDaemon(MultiService):
     def create(self, config: DomainConfig):
         """Build the domain, write its devices, start its backend and the domain, and
         wait for the devices; on any failure undo all of it."""
-        for domid in (yield self.domids()):
-            if (yield self.xs.readOrNone(f"{domainPath(domid)}/name")) == config.name:
-                raise DaemonError(f"domain {config.name!r} already exists (domain {domid})")
-        domid = yield self.host.createDomain(config)
-        self._busy.add(domid)
+        domid = yield self._building.run(self._build, config)
         try:
-            yield self._journal(domid, {"op": "create"})
             crashPoint("create:journal")
             domain = Domain(self.xs, domid, config.name, self.reactor)
             created = yield domain.createDevices(config)
@@ -406,6 +402,22 @@ class XendVfbDaemon(MultiService):
         finally:
             self._busy.discard(domid)
         log.info("domain {domid} ({name}) created", domid=domid, name=config.name)
+        return domid
+
+    @inlineCallbacks
+    def _build(self, config: DomainConfig):
+        """Check the name is free and build the domain: under `_building`, so that two
+        creates at once can neither both take a name nor both pick one domain id."""
+        for domid in (yield self.domids()):
+            if (yield self.xs.readOrNone(f"{domainPath(domid)}/name")) == config.name:
+                raise DaemonError(f"domain {config.name!r} already exists (domain {domid})")
+        domid = yield self.host.createDomain(config)
+        self._busy.add(domid)
+        try:
+            yield self._journal(domid, {"op": "create"})
+        except BaseException:
+            self._busy.discard(domid)
+            raise
         return domid
 
     @inlineCallbacks

@@ -11,6 +11,7 @@ creates the guest's memory file and runs one simulated guest
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -76,6 +77,9 @@ class EmulatedHost:
         yield self.xs.setPerms(f"{home}/device", [f"n{domid}", "r0"])
         yield self.xs.mkdir(f"{home}/console")
         yield self.xs.setPerms(f"{home}/console", [f"n{domid}", "r0"])
+        # A new domain starts with a clean directory: no logs or input events left by
+        # an earlier domain that had the same id.
+        shutil.rmtree(guestDir(self.runDir, domid), ignore_errors=True)
         createGuestMemory(self.runDir, domid, config.memory * MIB)
         return domid
 
