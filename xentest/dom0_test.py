@@ -566,6 +566,10 @@ class Harness:
         # 8. destroy: the domain and its backend are gone.
         yield self.destroy()
 
+        # 9. vfb-attach into a domain xend-vfb did not create (plain `xl create`).
+        if self.args.attach:
+            yield self.plainAttach(xs)
+
     @inlineCallbacks
     def attachDetach(self):
         r = self.report
@@ -646,6 +650,40 @@ class Harness:
                 left and GUEST not in xl.stdout and listed.stdout.strip() == "[]",
                 f"backends {self.backendProcesses()}; xl list has guest: {GUEST in xl.stdout}; "
                 f"list --json {listed.stdout.strip()[:200]!r}")
+
+    @inlineCallbacks
+    def plainAttach(self, xs):
+        """A domain started by plain `xl create`, with no display at boot, gets one with
+        `xend-vfb vfb-attach`; its kernel's xen-fbfront and xen-kbdfront connect."""
+        r, name = self.report, "xvfbplain"
+        cfgPath = "/tmp/xentest-plain.cfg"
+        with open(cfgPath, "w") as f:
+            f.write("".join(line for line in XM_CONFIG.format(name=name, work=self.args.work)
+                            .splitlines(keepends=True) if not line.startswith("vfb")))
+        result = run("xl", "create", cfgPath, timeout=300)
+        if not r.check("plain xl create (no display at boot)", result.returncode == 0,
+                       result.stderr.strip()[-300:]):
+            return
+        domid = int(run("xl", "domid", name).stdout.strip())
+        result = self.cli("vfb-attach", name, "vnc=1,vncunused=1,vnclisten=127.0.0.1")
+        if r.check("xend-vfb vfb-attach into a domain started by plain xl create",
+                   result.returncode == 0,
+                   (result.stdout.strip() or result.stderr.strip())[-300:]):
+
+            @inlineCallbacks
+            def frontendsConnected():
+                states = []
+                for deviceClass in ("vfb", "vkbd"):
+                    states.append((yield xs.readOrNone(
+                        f"/local/domain/{domid}/device/{deviceClass}/0/state")))
+                return states == ["4", "4"]
+
+            connected = yield waitUntil(self.reactor, frontendsConnected, 180, 0.5)
+            r.check("its kernel's xen-fbfront and xen-kbdfront reach Connected", connected,
+                    f"domain {domid}")
+        result = self.cli("destroy", name)
+        r.check("xend-vfb destroy of that domain", result.returncode == 0
+                and name not in run("xl", "list").stdout, result.stderr.strip()[-300:])
 
     @inlineCallbacks
     def mainDirect(self):
