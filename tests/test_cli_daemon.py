@@ -110,6 +110,7 @@ def test_end_to_end(run, tmp_path):
     daemon = run.daemonPid()
     run.cli("shutdown")
     run.waitDaemonGone(daemon)
+    assert not os.path.exists(os.path.join(run.runDir, "xend-vfb.sock"))
     assert run.fails("list") == NO_DAEMON
     assert (run.guest(2), run.backend(2)) == (guest, backend)
     run.start()

@@ -136,6 +136,9 @@ class XendVfbDaemon(MultiService):
         self.stopping = True
         if self._port is not None:
             yield self._port.stopListening()
+            # No socket left behind to be mistaken for a daemon that listens.
+            if os.path.exists(socketPath(self.runDir)):
+                os.unlink(socketPath(self.runDir))
         yield super().stopService()
         if self.xs is not None:
             self.xs.close()
