@@ -606,6 +606,10 @@ class XendVfbDaemon(MultiService):
 
     @inlineCallbacks
     def op_shutdown(self, request: dict):
+        if request.get("all") and not self.emulated:
+            # On a real host, "everything" would be the guests themselves.
+            raise DaemonError("shutdown --all is for emulated mode only: on a Xen host it "
+                              "would destroy real guests (use destroy for each)")
         if request.get("all"):
             for domid in (yield self.domids()):
                 yield self.teardown(domid, graceful=True)
