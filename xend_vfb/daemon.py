@@ -34,7 +34,7 @@ from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError, DeviceError
 from xend_vfb.host import EmulatedHost, IHost, XenHost
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
-from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
+from xend_vfb.supervisor import ProcessSupervisor, programCommand
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore import EmbeddedXenstored, connect
 from xend_vfb.xenstore.paths import (
@@ -269,12 +269,8 @@ class XendVfbDaemon(MultiService):
         or fork one from the zygote (or, without a zygote, start one afresh)."""
         ids = yield (yield self.domain(domid)).deviceIDs()
         key = backendKey(domid)
-        if not any(ids.values()) or self.supervisor.processOf(key) is not None:
-            return
         record, logPath = self._backendPaths(str(domid))
-        found = readRecord(record)
-        if found is not None:
-            self.supervisor.adopt(key, found, record)
+        if not any(ids.values()) or self.supervisor.find(key, record) is not None:
             return
         arguments = ["--domid", str(domid), "--run-dir", self.runDir,
                      "--mode", "emulated" if self.emulated else "xen"]
@@ -462,13 +458,8 @@ class XendVfbDaemon(MultiService):
     def _adoptBackend(self, domid: int) -> Any:
         """The domain's backend process, adopted from its record if no one watches it
         yet (after a restart); None if it does not run."""
-        key = backendKey(domid)
-        if self.supervisor.processOf(key) is None:
-            record, _ = self._backendPaths(str(domid))
-            found = readRecord(record)
-            if found is not None:
-                self.supervisor.adopt(key, found, record)
-        return self.supervisor.processOf(key)
+        record, _ = self._backendPaths(str(domid))
+        return self.supervisor.find(backendKey(domid), record)
 
     @inlineCallbacks
     def _removeBackendAreas(self, domid: int):

@@ -22,7 +22,7 @@ from zope.interface import Interface, implementer
 from xend_vfb.errors import DaemonError
 from xend_vfb.guestmem.emulated import createGuestMemory, destroyGuestMemory, guestDir
 from xend_vfb.model import DomainConfig
-from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
+from xend_vfb.supervisor import ProcessSupervisor, programCommand
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import PRIVATE_ROOT, domainPath
 
@@ -114,13 +114,7 @@ class EmulatedHost:
 
     def recover(self, domid: int) -> bool:
         record, _ = self._paths(domid)
-        process = self.supervisor.processOf(guestKey(domid))
-        if process is None:
-            found = readRecord(record)
-            if found is None:
-                return False
-            self.supervisor.adopt(guestKey(domid), found, record)
-        return True
+        return self.supervisor.find(guestKey(domid), record) is not None
 
 
 def xlConfig(config: DomainConfig) -> str:

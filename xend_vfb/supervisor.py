@@ -89,15 +89,22 @@ class ProcessSupervisor(Service):
         supervised = self.processes.get(key)
         return supervised.process if supervised is not None else None
 
+    def find(self, key: str, recordPath: str) -> ProcessId | None:
+        """The process for `key`: the one watched, or the one its record names, adopted
+        now (after a daemon restart); None if it does not run."""
+        if key not in self.processes:
+            process = readRecord(recordPath)
+            if process is None:
+                return None
+            self.adopt(key, process, recordPath)
+        return self.processOf(key)
+
     def ensure(self, key: str, command: list[str], recordPath: str,
                logPath: str) -> tuple[ProcessId, bool]:
         """The process for `key`: ours, one found running (adopted), or a new one.
         Returns it and whether it was started now."""
-        if key in self.processes:
-            return self.processes[key].process, False
-        process = readRecord(recordPath)
+        process = self.find(key, recordPath)
         if process is not None:
-            self.adopt(key, process, recordPath)
             return process, False
         return self.spawn(key, command, recordPath, logPath), True
 
