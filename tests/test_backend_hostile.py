@@ -135,6 +135,8 @@ CONNECT_CASES = {
     "line_length 0": ("vfb", Page(24, "<I", 0), "line_length 0"),
     "line_length beyond mem_length": ("vfb", Page(24, "<I", 1 << 30), "line_length"),
     "mem_length 0": ("vfb", Page(28, "<I", 0), "mem_length 0"),
+    "width beyond RFB": ("vfb", Page(16, "<i", 70000), "width 70000 is beyond 16384"),
+    "height beyond RFB": ("vfb", Page(20, "<i", 65536), "height 65536 is beyond 16384"),
     "pd frame beyond memory": ("vfb", Page(40, "<Q", 1 << 40), "does not exist"),
     "unknown protocol": ("vfb", Keys("protocol", "sparc-abi"), "unknown protocol"),
     "non-numeric page-ref": ("vfb", Keys("page-ref", "12abc"), "page-ref: invalid value"),
@@ -209,7 +211,9 @@ def test_runaway_ring_index(xs, guestFactory, backendProcess):  # noqa: F811
     (fbif.ResizeEvent(800, 600, 0, 32, 0), "stride 0"),
     (fbif.ResizeEvent(800, 600, 1 << 29, 32, 0), "stride"),
     (fbif.ResizeEvent(800, 600, 3200, 12, 0), "depth 12"),
-], ids=["offset beyond", "negative offset", "stride 0", "stride beyond", "bad depth"])
+    (fbif.ResizeEvent(70000, 1, 70000, 8, 0), "width 70000 is beyond 16384"),
+], ids=["offset beyond", "negative offset", "stride 0", "stride beyond", "bad depth",
+        "width beyond RFB"])
 @pytest_twisted.inlineCallbacks
 def test_bad_resize(resize, reason, xs, guestFactory, backendProcess):  # noqa: F811
     guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)

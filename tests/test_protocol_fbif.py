@@ -68,6 +68,8 @@ def test_unknownProtocol():
         ("line_length", 0, "line_length 0 outside"),
         ("line_length", 3, "line_length 3 outside 4"),
         ("line_length", 2 * MiB + 1, f"line_length {2 * MiB + 1} outside"),
+        ("width", 16385, "width 16385 is beyond 16384"),
+        ("height", 70000, "height 70000 is beyond 16384"),
     ],
 )
 def test_badFieldsNamed(field, value, message):
@@ -111,6 +113,21 @@ def test_videoramLimitCaps():
     snap = fbif.FbPage.read(linuxPage(), "x86_64-abi", MiB)
     assert (snap.mem_length, snap.height) == (MiB, MiB // 3200)
     assert "height 600 clamped to 327" in snap.clamped[-1]
+
+
+def test_clampingStopsAtTheRFBBound():
+    """A size the guest left out (0) is clamped to what fits, but never beyond what a
+    VNC viewer can be told (REFERENCE.md section 7)."""
+    page = bytearray(4096)
+    fbif.writePage(page, "x86_64-abi", width=0, height=0, line_length=70000,
+                   mem_length=2 * MiB, depth=8, pd=[1])
+    snap = fbif.FbPage.read(page, "x86_64-abi", 8 * MiB)
+    assert (snap.width, snap.height) == (16384, 2 * MiB // 70000)
+    fbif.writePage(page, "x86_64-abi", width=1, height=0, line_length=1,
+                   mem_length=2 * MiB, depth=8, pd=[1])
+    assert fbif.FbPage.read(page, "x86_64-abi", 8 * MiB).height == 16384
+    geo = fbif.validateResize(fbif.ResizeEvent(-1, -1, 70000, 8, 0), 2 * MiB)
+    assert (geo.width, geo.height) == (16384, 2 * MiB // 70000)
 
 
 def test_writePageRefusesPdIntoRings():
@@ -174,8 +191,10 @@ def test_readAnyPage(page, protocol, limit, raw):
     assert snap.line_length == line_length
     assert 0 < bpp <= snap.line_length <= snap.mem_length
     assert snap.mem_length == min(mem_length, limit, layout.maxMemLength)
-    assert 1 <= snap.width <= snap.line_length // bpp
-    assert 1 <= snap.height and snap.height * snap.line_length <= snap.mem_length
+    assert 1 <= snap.width <= min(snap.line_length // bpp, fbif.MAX_DIMENSION)
+    assert 1 <= snap.height <= fbif.MAX_DIMENSION
+    assert snap.height * snap.line_length <= snap.mem_length
+    assert width <= fbif.MAX_DIMENSION and height <= fbif.MAX_DIMENSION
     assert snap.width == width or not 0 < width <= line_length // bpp
     assert snap.height == height or not 0 < height <= snap.mem_length // line_length
     assert len(snap.pd) == layout.directoryCount(snap.mem_length) <= layout.maxDirectories
@@ -286,14 +305,16 @@ def test_validateResize(ev, mem_length):
         bpp = ev.depth // 8
         assert (
             ev.depth not in fbif.VALID_DEPTHS
+            or max(ev.width, ev.height) > fbif.MAX_DIMENSION
             or not 0 <= ev.offset < mem_length
             or not bpp <= ev.stride <= mem_length - ev.offset
         )
         return
     bpp = geo.depth // 8
     assert (geo.stride, geo.depth, geo.offset) == (ev.stride, ev.depth, ev.offset)
-    assert geo.width >= 1 and geo.width * bpp <= geo.stride
-    assert geo.height >= 1 and geo.offset + geo.height * geo.stride <= mem_length
+    assert 1 <= geo.width <= fbif.MAX_DIMENSION and geo.width * bpp <= geo.stride
+    assert 1 <= geo.height <= fbif.MAX_DIMENSION
+    assert geo.offset + geo.height * geo.stride <= mem_length
     assert geo.width == ev.width or not 0 < ev.width <= ev.stride // bpp
 
 
@@ -305,6 +326,8 @@ def test_validateResize(ev, mem_length):
         (fbif.ResizeEvent(800, 600, 3200, 32, 2 * MiB), "offset 2097152"),
         (fbif.ResizeEvent(800, 600, 2, 32, 0), "stride 2 outside 4"),
         (fbif.ResizeEvent(800, 600, 3200, 32, 2 * MiB - 100), "stride 3200 outside 4..100"),
+        (fbif.ResizeEvent(70000, 1, 70000, 8, 0), "width 70000 is beyond 16384"),
+        (fbif.ResizeEvent(1, 65536, 1, 8, 0), "height 65536 is beyond 16384"),
     ],
 )
 def test_validateResizeMessages(ev, message):

@@ -30,6 +30,7 @@ from xend_vfb.protocol.ring import EVENT_SIZE, Page, Ring
 __all__ = [
     "PAGE_SIZE",
     "VALID_DEPTHS",
+    "MAX_DIMENSION",
     "NO_REFRESH",
     "OutType",
     "InType",
@@ -53,6 +54,9 @@ __all__ = [
 
 PAGE_SIZE = 4096
 VALID_DEPTHS = frozenset({8, 16, 24, 32})
+#: The most pixels a width or a height may have (REFERENCE.md section 7): RFB carries
+#: sizes in 16 bits, and a screen a viewer cannot be told about is no display at all.
+MAX_DIMENSION = 16384
 #: `RefreshPeriodEvent.period` meaning "nobody is watching, no refresh needed".
 NO_REFRESH = 0
 
@@ -133,7 +137,8 @@ class Geometry:
     """A validated framebuffer shape inside the mapped memory.
 
     Invariant: ``offset + height * stride <= mem_length`` and
-    ``width * depth // 8 <= stride``, so every pixel lies in the mapping.
+    ``width * depth // 8 <= stride``, so every pixel lies in the mapping; width
+    and height are 1..`MAX_DIMENSION`, so a VNC viewer can be told the size.
     """
 
     width: int
@@ -148,9 +153,16 @@ def _checkDepth(where: str, depth: int) -> None:
         raise GuestError(f"{where}: depth {depth} is not one of 8, 16, 24, 32")
 
 
+def _checkDimensions(where: str, width: int, height: int) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if value > MAX_DIMENSION:
+            raise GuestError(f"{where}: {name} {value} is beyond {MAX_DIMENSION}")
+
+
 def _clamp(value: int, limit: int) -> int:
-    """A width or height the guest gave: kept if within 1..limit, else ``limit``."""
-    return value if 0 < value <= limit else limit
+    """A width or height the guest gave (at most `MAX_DIMENSION`): kept if within
+    1..limit, else ``limit`` or `MAX_DIMENSION`, whichever is smaller."""
+    return value if 0 < value <= limit else min(limit, MAX_DIMENSION)
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,9 @@ class FbPage:
 
     ``mem_length`` is the capped length (what the backend maps): the guest's,
     cut to the video-memory limit and to what ``pd[]`` reaches before the
-    rings (so a too-large value is capped, not refused).  ``pd`` holds exactly
+    rings (so a too-large value is capped, not refused).  A width or height
+    beyond `MAX_DIMENSION` is refused; one that does not fit the memory is
+    clamped to what does, and never beyond `MAX_DIMENSION`.  ``pd`` holds exactly
     the directory frames it needs, and ``clamped`` says, for the log, which
     of the guest's values were cut down.
     """
@@ -190,6 +204,7 @@ class FbPage:
         where = "vfb page"
         notes: list[str] = []
         _checkDepth(where, depth)
+        _checkDimensions(where, width, height)
         if mem_length == 0:
             raise GuestError(f"{where}: mem_length 0")
         cap = min(videoram_limit, layout.maxMemLength)
@@ -202,12 +217,12 @@ class FbPage:
                 f"{where}: line_length {line_length} outside {bpp}..mem_length {mem_length}"
             )
         max_width, max_height = line_length // bpp, mem_length // line_length
-        if _clamp(width, max_width) != width:
-            notes.append(f"{where}: width {width} clamped to {max_width}")
-            width = max_width
-        if _clamp(height, max_height) != height:
-            notes.append(f"{where}: height {height} clamped to {max_height}")
-            height = max_height
+        if (clamped := _clamp(width, max_width)) != width:
+            notes.append(f"{where}: width {width} clamped to {clamped}")
+            width = clamped
+        if (clamped := _clamp(height, max_height)) != height:
+            notes.append(f"{where}: height {height} clamped to {clamped}")
+            height = clamped
         count = layout.directoryCount(mem_length)
         pd = struct.unpack_from(f"<{count}{layout.entryFormat}", page, layout.offset)
         return cls(protocol, width, height, line_length, mem_length, depth, pd, tuple(notes))
@@ -356,12 +371,13 @@ def clipUpdate(ev: UpdateEvent, width: int, height: int) -> tuple[int, int, int,
 def validateResize(ev: ResizeEvent, mem_length: int) -> Geometry:
     """The geometry a RESIZE asks for, checked against the mapped ``mem_length`` bytes.
 
-    Raises `GuestError` for a bad depth, an offset outside the mapping or a
-    stride that cannot hold one pixel or one row; clamps width and height
-    (REFERENCE.md section 7).
+    Raises `GuestError` for a bad depth, a width or height beyond
+    `MAX_DIMENSION`, an offset outside the mapping or a stride that cannot hold
+    one pixel or one row; clamps width and height (REFERENCE.md section 7).
     """
     where = "vfb resize"
     _checkDepth(where, ev.depth)
+    _checkDimensions(where, ev.width, ev.height)
     if not 0 <= ev.offset < mem_length:
         raise GuestError(f"{where}: offset {ev.offset} outside 0..{mem_length - 1}")
     bpp = ev.depth // 8

@@ -11,7 +11,9 @@ dirty region: a slow client gets fewer, fresher frames, never a growing queue.
 Every connection is shared (the ClientInit shared flag is ignored): several
 viewers watch and type at once, like xm's VNC consoles.  A client that cannot
 take a new screen size (no DesktopSize pseudo-encoding) is disconnected when
-the screen is resized; reconnecting shows the new size.
+the screen is resized; reconnecting shows the new size.  A screen size RFB
+cannot carry (beyond 65535 either way) is never announced: the viewer is
+disconnected instead, with the reason in the log.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _RESULT_OK = struct.pack("!I", 0)
 _RESULT_FAILED = struct.pack("!I", 1)
 _VERSION = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 _MAX_CUT_TEXT = 1 << 20
+#: RFB sizes are 16-bit (ServerInit, rectangle headers, DesktopSize).
+_MAX_SIZE = 0xFFFF
 
 _U32 = struct.Struct("!I")
 _UPDATE_HEADER = struct.Struct("!BxH")  # FramebufferUpdate, number of rectangles
@@ -185,6 +189,9 @@ class RFBServerProtocol(Protocol):
 
     def _gotClientInit(self, data: bytes) -> None:
         screen = self._display.screen
+        if not _announceable(screen.width, screen.height):
+            self._drop(f"screen {screen.width}x{screen.height} is too large for RFB")
+            return
         name = self._display.name.encode()
         self._clientSize = (screen.width, screen.height)
         self.transport.write(
@@ -306,6 +313,9 @@ class RFBServerProtocol(Protocol):
         if self._resizePending:
             self._resizePending = False
             if size != self._clientSize:
+                if not _announceable(*size):
+                    self._drop(f"screen resized to {size[0]}x{size[1]}, too large for RFB")
+                    return
                 # Alone in its update: the client may drop its framebuffer; all is dirty.
                 self._clientSize = size
                 self._request = None
@@ -323,6 +333,11 @@ class RFBServerProtocol(Protocol):
         for x, y, w, h in rects:
             chunks += self._encoder.encode(pixels, screen.width, x, y, w, h)
         self.transport.write(b"".join(chunks))
+
+
+def _announceable(width: int, height: int) -> bool:
+    """Whether RFB can tell a client about a screen of this size."""
+    return 0 < width <= _MAX_SIZE and 0 < height <= _MAX_SIZE
 
 
 def _peer(address: IAddress) -> str:
