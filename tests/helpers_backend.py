@@ -24,6 +24,7 @@ from twisted.internet.defer import inlineCallbacks
 
 import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from tests.guest_support import sleep
+from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb import jsonline
 from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.domain import Domain
@@ -51,6 +52,7 @@ __all__ = [
     "waitFor",
     "waitKey",
     "waitStates",
+    "xenstoreProxy",
 ]
 
 BACKEND_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-backend")
@@ -141,17 +143,27 @@ class BackendProcess:
 
 @pytest.fixture
 def backendProcess(xenstored, runDir):
-    """Start the backend of a domain; killed and reaped after the test."""
+    """Start the backend of a domain (connected to xenstored, or `via` a
+    `XenstoreProxy`); killed and reaped after the test."""
     started = []
 
-    def start(domid: int) -> BackendProcess:
-        backend = BackendProcess(xenstored, runDir, domid)
+    def start(domid: int, via: XenstoreProxy | None = None) -> BackendProcess:
+        backend = BackendProcess(via or xenstored, runDir, domid)
         started.append(backend)
         return backend
 
     yield start
     for backend in started:
         backend.reap()
+
+
+@pytest.fixture
+def xenstoreProxy(xenstored, runDir):
+    """A `XenstoreProxy` to the test's xenstored, for one process to connect through."""
+    proxy = XenstoreProxy(xenstored.socketPath, os.path.join(runDir, "xs-proxy.sock"))
+    pytest_twisted.blockon(proxy.start())
+    yield proxy
+    pytest_twisted.blockon(proxy.stop())
 
 
 class HostileDomain(GuestDomain):

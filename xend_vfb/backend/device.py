@@ -10,6 +10,11 @@ which write woke it, or how many were coalesced.
 Nothing a guest writes may take the backend down: a `GuestError` from an op
 ends that device's connection (error in xenstore and the log, backend
 Closing) and nothing else.
+
+The toolstack's decisions win over ours: a state the backend publishes is
+written only if the state is still the one its pass read, so a destroy the
+toolstack wrote while a step was in flight (a connect, a hotplug script) is
+acted on by the next pass instead of being overwritten.
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class BackendDevice:
         self._again = False
         #: A `GuestError` an event handler saw, for the next step to act on.
         self._pendingError: str | None = None
+        #: The backend `state` as this pass read it, or as we last wrote it.
+        self._seenState: str | None = None
 
     def __repr__(self) -> str:
         return f"<{self.devClass}/{self.devid} of domain {self.domid}>"
@@ -156,7 +163,7 @@ class BackendDevice:
     @inlineCallbacks
     def step(self):
         """One pass: read both states and take the one transition they call for."""
-        rawState = yield self.xs.readOrNone(f"{self.backendPath}/state")
+        rawState = self._seenState = yield self.xs.readOrNone(f"{self.backendPath}/state")
         if rawState is None:
             # The toolstack removed the device.
             yield self.release()
@@ -184,8 +191,8 @@ class BackendDevice:
             # Goes to InitWait on success, Closed when the hotplug script failed.
             if (yield self.hotplug("add")):
                 yield self.writeKeys(self.ops.features(self))
-                yield self.setState(XenbusState.InitWait)
-                yield self.writeKeys({"hotplug-status": "connected"})
+                if (yield self.setState(XenbusState.InitWait)):
+                    yield self.writeKeys({"hotplug-status": "connected"})
             else:
                 # The toolstack reports the hotplug error and removes the device.
                 yield self.setState(XenbusState.Closed)
@@ -238,7 +245,8 @@ class BackendDevice:
             yield self.fail(str(e))
             return
         self.connected = True
-        yield self.setState(XenbusState.Connected)
+        if not (yield self.setState(XenbusState.Connected)):
+            return  # the next pass disconnects, if the newer state says so
         # An error from an earlier connection (or a backend that died) is over.
         yield self.xs.rm(f"{self.backendPath}/error")
         log.info("{device} connected", device=self)
@@ -308,20 +316,39 @@ class BackendDevice:
 
     # -- xenstore helpers ----------------------------------------------------
 
-    def setState(self, state: XenbusState) -> Deferred[None]:
+    @inlineCallbacks
+    def setState(self, state: XenbusState):
+        """Move to `state`, unless the state changed since this pass read it: then
+        whoever changed it (the toolstack closing the device while we connected) has
+        the last word, and the next pass acts on it.  Fires with whether it moved."""
+        value = str(int(state))
+        if not (yield self._write({"state": value}, expectState=self._seenState)):
+            log.info("{device}: state changed meanwhile, not moving to {state}", device=self,
+                     state=state.name)
+            self._again = True
+            return False
         log.debug("{device} -> {state}", device=self, state=state.name)
-        return self.writeKeys({"state": str(int(state))})
+        self._seenState = value
+        return True
 
-    def writeKeys(self, keys: dict[str, str]) -> Deferred[None]:
+    def writeKeys(self, keys: dict[str, str]) -> Deferred[bool]:
         """Write keys into our backend area, in one transaction that first checks the
         area is still there: the toolstack owns the areas, and a write racing with its
-        removal must not bring part of one back."""
+        removal must not bring part of one back.  Fires with whether it wrote."""
+        return self._write(keys)
+
+    def _write(self, keys: dict[str, str], expectState: str | None = None) -> Deferred[bool]:
 
         @inlineCallbacks
         def write(tx):
-            if (yield tx.exists(self.backendPath)):
-                for key, value in keys.items():
-                    yield tx.write(f"{self.backendPath}/{key}", value)
+            if not (yield tx.exists(self.backendPath)):
+                return False
+            if expectState is not None and (
+                    yield tx.readOrNone(f"{self.backendPath}/state")) != expectState:
+                return False
+            for key, value in keys.items():
+                yield tx.write(f"{self.backendPath}/{key}", value)
+            return True
 
         return self.xs.transaction(write)
 

@@ -1,0 +1,80 @@
+"""The real backend racing the toolstack, each race made deterministic.
+
+The backend process talks to xenstored through a `XenstoreProxy`, which holds
+its requests from a chosen one on: the test then does what the toolstack does
+at exactly that point (destroy a device, remove and re-create its areas) and
+releases it.  Guests are the in-process simulator, the toolstack the
+project's own controllers.
+"""
+
+import pytest
+import pytest_twisted
+from pyxs._internal import Op
+from twisted.internet.defer import succeed
+
+from tests.helpers_backend import (  # noqa: F401  (fixtures)
+    backendProcess,
+    createDomain,
+    guestFactory,
+    runDir,
+    waitFor,
+    waitKey,
+    waitStates,
+    xenstoreProxy,
+)
+from xend_vfb.guest.fb import VfbFrontend
+from xend_vfb.xenbus import XenbusState
+from xend_vfb.xenstore.paths import backendPath, frontendPath
+
+pytestmark = pytest.mark.timeout(60)
+
+DOMID = 5
+S = {state: str(int(state)) for state in XenbusState}
+
+
+class DeafFrontend(VfbFrontend):
+    """Publishes its keys and goes Initialised, then pays the backend no attention
+    until kicked (as the fuzzer's frontend did): it keeps its page and event channel
+    whatever the backend does meanwhile."""
+
+    def _watchBackend(self, backendPath):
+        self.backendPath = backendPath
+        return succeed(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_destroy_while_connecting_is_not_overwritten(
+        xs, guestFactory, backendProcess, xenstoreProxy):  # noqa: F811
+    """The toolstack destroys a display (`online` 0, then Closing, as
+    `destroyDevice` writes them) while the backend is inside its connect step: the
+    backend must not publish Connected over Closing.  It stays Closing, and lets the
+    device go once the guest has closed."""
+    back, front = backendPath(DOMID, "vfb", 0), frontendPath(DOMID, "vfb", 0)
+    inConnect = xenstoreProxy.holdAt(Op.READ, f"{front}/page-ref")
+    domain, created = yield createDomain(xs, DOMID)
+    guest = yield guestFactory(DOMID, frontends={("vfb", 0): DeafFrontend})
+    backend = backendProcess(DOMID, via=xenstoreProxy)
+    yield inConnect
+    frontend = guest.device("vfb", 0)
+    # It looked at the backend once after publishing: it will answer Closing later.
+    yield waitFor(lambda: frontend.backendState != XenbusState.Unknown, 10,
+                  "the guest to look at the backend")
+    yield xs.write(f"{back}/online", "0")
+    yield xs.write(f"{back}/state", S[XenbusState.Closing])
+
+    # The next pass starts by reading the state: the connect step is over by then.
+    nextPass = xenstoreProxy.holdAt(Op.READ, f"{back}/state")
+    xenstoreProxy.release()
+    yield nextPass
+    assert (yield xs.read(f"{back}/state")) == S[XenbusState.Closing]
+    xenstoreProxy.release()
+
+    frontend.kick()  # the guest sees Closing and closes
+    yield waitKey(xs, f"{back}/state", predicate=lambda value: value == S[XenbusState.Closed])
+    yield waitFor(lambda: "<vfb/0 of domain 5> released" in backend.log(), 10,
+                  "the display to be released")
+    assert (yield xs.read(f"{back}/online")) == "0"
+    assert frontend.state == XenbusState.Closed
+    # The keyboard, held up as long, connected as usual.
+    yield waitStates(xs, DOMID, [("vkbd", 0)])
+    backend.assertHealthy()
