@@ -139,7 +139,7 @@ def measure(count: int, keep: bool) -> dict:
         return {"guests": count, "create_s": createSeconds, "reattach_s": reattach,
                 "adopted": adopted, "respawned": respawned, "rss_mib": memory}
     finally:
-        subprocess.run([XEND_VFB, "shutdown", "--all"], env=env, capture_output=True,
+        subprocess.run([XEND_VFB, "stop", "--all"], env=env, capture_output=True,
                        timeout=600)
         if not keep:
             shutil.rmtree(runDir, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 `DaemonRun` drives `.venv/bin/xend-vfb` as subprocesses with its own
 `XEND_VFB_RUN_DIR` under the test's tmp_path, reads xenstore with
-`xenstore-ls`, and cleans up after the test whatever happened: `shutdown
+`xenstore-ls`, and cleans up after the test whatever happened: `stop
 --all` when a daemon answers, then SIGKILL for anything still recorded (daemon,
 backends, guests, xenstored) or still running with this run dir.
 
@@ -198,7 +198,7 @@ class DaemonRun:
     def cleanup(self) -> list[int]:
         """Stop everything of this run; the pids that had to be killed by hand."""
         if self.daemonPid() is not None:
-            self.cli("shutdown", "--all", check=False, timeout=60)
+            self.cli("stop", "--all", check=False, timeout=60)
             for pid in list(self.daemonPids):
                 try:
                     self.waitDaemonGone(pid)
@@ -236,9 +236,10 @@ def allConnected(run: DaemonRun, domain: str) -> bool:
 class VncClient:
     """vncdotool connected to 127.0.0.1:`port`, in a child process."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, password: str | None = None) -> None:
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers_daemon", "vnc", str(port)], cwd=CHECKOUT,
+            [sys.executable, "-m", "tests.helpers_daemon", "vnc", str(port),
+             *([password] if password else [])], cwd=CHECKOUT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._expect("connected")
 
@@ -270,13 +271,13 @@ class VncClient:
         self.close()
 
 
-def _vncChild(port: int) -> None:
+def _vncChild(port: int, password: str | None) -> None:
     import warnings
 
     from vncdotool import api
 
     warnings.simplefilter("ignore")
-    client = api.connect(f"127.0.0.1::{port}", timeout=WAIT)
+    client = api.connect(f"127.0.0.1::{port}", password=password, timeout=WAIT)
     try:
         client.refreshScreen()
         print("connected", flush=True)
@@ -296,4 +297,4 @@ def _vncChild(port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["vnc"]:
-        _vncChild(int(sys.argv[2]))
+        _vncChild(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -122,7 +122,12 @@ def test_daemon_commands_need_the_daemon(capsys, tmp_path, monkeypatch):
         ["vkbd-detach", "demo", "1"],
         ["vkbd-list", "demo", "--json"],
         ["screenshot", "demo", "out.png", "--devid", "1"],
-        ["shutdown", "--all"],
+        ["stop"],
+        ["reboot", "demo"],
+        ["shutdown", "demo", "--wait"],
+        ["save", "demo", "demo.save"],
+        ["restore", "demo.save"],
+        ["migrate", "demo", "localhost"],
     ):
         assert run(capsys, *argv) == (1, "", NO_DAEMON), argv
 
@@ -145,8 +150,9 @@ def test_config_is_checked_before_the_daemon(capsys, tmp_path, monkeypatch):
         (
             ["frobnicate"],
             "argument COMMAND: invalid choice: 'frobnicate' (choose from 'daemon', 'create', "
-            "'destroy', 'list', 'screenshot', 'shutdown', 'vfb-attach', 'vfb-detach', 'vfb-list', "
-            "'vkbd-attach', 'vkbd-detach', 'vkbd-list') (see: xend-vfb --help)",
+            "'destroy', 'list', 'screenshot', 'stop', 'reboot', 'shutdown', 'save', "
+            "'restore', 'migrate', 'vfb-attach', 'vfb-detach', 'vfb-list', 'vkbd-attach', "
+            "'vkbd-detach', 'vkbd-list') (see: xend-vfb --help)",
         ),
         (["create"], "the following arguments are required: CONFIG (see: xend-vfb create --help)"),
         (

@@ -108,7 +108,7 @@ def test_end_to_end(run, tmp_path):
     # shutdown: the daemon goes, the guest and its backend stay (and keep their pids).
     guest, backend = run.guest(2), run.backend(2)
     daemon = run.daemonPid()
-    run.cli("shutdown")
+    run.cli("stop")
     run.waitDaemonGone(daemon)
     assert not os.path.exists(os.path.join(run.runDir, "xend-vfb.sock"))
     assert run.fails("list") == NO_DAEMON
@@ -117,9 +117,9 @@ def test_end_to_end(run, tmp_path):
     assert [d["name"] for d in run.json("list")] == ["twoheads"]
     assert (run.guest(2), run.backend(2)) == (guest, backend)
 
-    # shutdown --all: nothing of this run is left.
+    # stop --all: nothing of this run is left.
     daemon = run.daemonPid()
-    run.cli("shutdown", "--all")
+    run.cli("stop", "--all")
     run.waitDaemonGone(daemon)
     waitUntil(lambda: not run.processes(), "every process of the run to exit")
     assert not os.path.exists(os.path.join(run.runDir, "xenstored", "socket"))
@@ -218,8 +218,8 @@ def test_emulated_mode_warns_once_about_keys_it_ignores(run, tmp_path):
     run.start()
     out = run.cli("create", str(config))
     assert out.stderr == (
-        "Warning: emulated mode ignores these top-level keys of domain 'builder': disk, vif, "
-        "on_crash (only a real Xen host's domain builder uses them)\n")
+        "Warning: emulated mode ignores these top-level keys of domain 'builder': disk, vif "
+        "(only a real Xen host's domain builder uses them)\n")
     assert out.stdout.startswith("Started domain builder (id=1)\n")
 
 

@@ -67,7 +67,7 @@ def restartAfterCrash(run: DaemonRun, crashAt: str, *command: str) -> None:
     """Stop the running daemon, start one that dies at `crashAt`, run `command` against
     it, then start a fresh daemon (which recovers)."""
     pid = run.daemonPid()
-    run.cli("shutdown")
+    run.cli("stop")
     run.waitDaemonGone(pid)
     result = run.createCrashing(crashAt, *command)
     assert result.stderr.startswith("Error: "), result.stderr

@@ -344,12 +344,14 @@ def test_domain_from_sxp_accepts_legacy_type_and_pairs_keyboards():
     domain = DomainConfig.fromSXP(
         sxp.parse(
             "(vm (name d) (device (vkbd)) (device (vfb (type vnc)))"
-            " (device (vkbd (backend 2))) (on_crash (restart)))"
+            " (device (vkbd (backend 2))) (disk (phy:/dev/x,xvda,w)) (on_crash restart))"
         )
     )
     assert domain.vfbs == (VfbConfig(vnc=True),)
     assert domain.vkbds == (VkbdConfig(), VkbdConfig(backend=2))
-    assert domain.other == (("on_crash", ("restart",)),)
+    assert domain.other == (("disk", ("phy:/dev/x,xvda,w",)),)
+    assert (domain.on_poweroff, domain.on_reboot, domain.on_crash) == (
+        "destroy", "restart", "restart")
     assert domain.memory == 128 and domain.vcpus == 1
 
 
@@ -534,7 +536,8 @@ def test_examples_content():
     assert demo.other == ()
     password = DomainConfig.fromSXPFile(EXAMPLES / "vnc-password.sxp")
     assert password.vfbs[0].secretDetails() == {"vncpasswd": "s3cret"}
-    assert [key for key, _ in password.other] == ["disk", "vif", "on_crash"]
+    assert [key for key, _ in password.other] == ["disk", "vif"]
+    assert password.on_crash == "restart"
     sdl = DomainConfig.fromXmConfig(EXAMPLES / "sdl.cfg", environ={"DISPLAY": ":9"})
     assert sdl.vfbs[0].sdl and sdl.vfbs[0].display == ":0"
     two = DomainConfig.fromXmConfig(EXAMPLES / "two-framebuffers.cfg", environ={})

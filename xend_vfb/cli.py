@@ -45,6 +45,8 @@ class _Parser(argparse.ArgumentParser):
 NOT_RUNNING = "the xend-vfb daemon is not running (start it with: xend-vfb daemon)"
 #: Seconds the CLI waits for the daemon (create waits for devices and backends).
 REQUEST_TIMEOUT = 300.0
+#: Seconds `reboot --wait` and `shutdown --wait` wait for the guest.
+WAIT_TIMEOUT = 240.0
 #: Seconds `xend-vfb daemon` waits for a daemon it started to answer.
 START_TIMEOUT = 60.0
 
@@ -165,8 +167,49 @@ def _screenshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _shutdown(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    _call({"op": "shutdown", "all": args.all})
+def _stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        _call({"op": "stop", "all": args.all})
+    except DaemonError as e:
+        if str(e) != NOT_RUNNING or not args.all:
+            raise
+        from xend_vfb.host.emulated import stopEmulatedHost
+
+        for what in stopEmulatedHost(_runDir()):
+            out.write(f"stopped {what}\n")
+    return 0
+
+
+def _lifecycle(op: str, done: str) -> Handler:
+    """`reboot` and `shutdown`: ask the guest; with --wait, until the daemon has acted."""
+
+    def handler(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        reply = _call({"op": op, "domain": args.domain,
+                       "wait": WAIT_TIMEOUT if args.wait else None})
+        if args.wait and reply.get("now") is not None:
+            out.write(f"Domain {args.domain} {done} (id={reply['now']})\n")
+        return 0
+
+    return handler
+
+
+def _save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _call({"op": "save", "domain": args.domain, "file": os.path.abspath(args.file)})
+    out.write(f"Saved domain {args.domain} to {args.file}\n")
+    return 0
+
+
+def _restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    reply = _call({"op": "restore", "file": os.path.abspath(args.file)})
+    out.write(f"Restored domain {reply['name']} (id={reply['domid']})\n")
+    out.write("".join(line + "\n" for line in _describeDisplays(reply["devices"])))
+    return 0
+
+
+def _migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    reply = _call({"op": "migrate", "domain": args.domain, "host": args.host})
+    where = f" (id={reply['now']})" if reply.get("now") is not None else ""
+    out.write(f"Migrated domain {args.domain} to {args.host}{where}\n")
     return 0
 
 
@@ -262,10 +305,28 @@ def _addDomainCommands(commands: "argparse._SubParsersAction[_Parser]") -> None:
     screenshot.add_argument("domain", metavar="DOM", help="domain name or id")
     screenshot.add_argument("file", metavar="FILE.png")
     screenshot.add_argument("--devid", type=int, default=0, help="vfb device id (default 0)")
-    shutdown = _addCommand(commands, "shutdown", "stop the daemon", _shutdown)
-    shutdown.add_argument(
+    stop = _addCommand(commands, "stop", "stop the daemon (guests keep running)", _stop)
+    stop.add_argument(
         "--all", action="store_true", help="in emulated mode, also stop every guest and xenstored"
     )
+
+
+def _addLifecycleCommands(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    for name, summary, done in (("reboot", "ask a guest to reboot", "rebooted"),
+                                ("shutdown", "ask a guest to shut down", "shut down")):
+        command = _addCommand(commands, name, summary, _lifecycle(name, done))
+        command.add_argument("domain", metavar="DOM", help="domain name or id")
+        command.add_argument("-w", "--wait", action="store_true",
+                             help="wait until the guest has done it")
+    save = _addCommand(commands, "save", "save a guest to a file (it stops running)", _save)
+    save.add_argument("domain", metavar="DOM", help="domain name or id")
+    save.add_argument("file", metavar="FILE")
+    restore = _addCommand(commands, "restore", "restore a guest from a saved file", _restore)
+    restore.add_argument("file", metavar="FILE")
+    migrate = _addCommand(commands, "migrate", "move a running guest to another host",
+                          _migrate)
+    migrate.add_argument("domain", metavar="DOM", help="domain name or id")
+    migrate.add_argument("host", metavar="HOST", help="destination (localhost: this host)")
 
 
 def _addDeviceCommands(
@@ -301,6 +362,7 @@ def buildParser() -> argparse.ArgumentParser:
     _addDaemon(commands)
     _addCreate(commands)
     _addDomainCommands(commands)
+    _addLifecycleCommands(commands)
     _addDeviceCommands(commands, VfbConfig)
     _addDeviceCommands(commands, VkbdConfig)
     return parser

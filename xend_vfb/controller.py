@@ -16,6 +16,7 @@ is a short module, not an edit here.
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -34,7 +35,13 @@ from xend_vfb.xenstore.paths import (
     privatePath,
 )
 
-__all__ = ["DevController", "addControllerClass", "controllerClass", "controllerClasses"]
+__all__ = [
+    "DevController",
+    "GENERATION_KEY",
+    "addControllerClass",
+    "controllerClass",
+    "controllerClasses",
+]
 
 log = Logger()
 
@@ -42,6 +49,12 @@ log = Logger()
 DEVICE_CREATE_TIMEOUT = 100.0
 #: How long a graceful destroy waits for the backend to reach Closed.
 DEVICE_DESTROY_TIMEOUT = 10.0
+#: The backend-area key naming this instance of the area: a fresh random value each
+#: time the areas are written, so that a backend can tell the area it serves from
+#: one written at the same path after it (remove then create, reboot, restore) and
+#: never writes its findings about one into the other.  Random, not a counter: a
+#: counter would start again for a new domain given the same id.
+GENERATION_KEY = "generation"
 #: Directories `removeDevice` never removes, even when empty: the domains' homes and
 #: their private records (a domain with one is managed by the daemon, devices or not).
 _KEPT_PARENT = re.compile(rf"/local(/domain(/\d+)?)?|{re.escape(PRIVATE_ROOT)}(/\d+)?")
@@ -146,6 +159,7 @@ class DevController:
             "frontend-id": str(self.domid),
             "domain": self.name,
             "online": "1",
+            GENERATION_KEY: os.urandom(8).hex(),
         })
         for key, value in sorted(backKeys.items()):
             yield tx.write(f"{backPath}/{key}", value)
@@ -234,6 +248,25 @@ class DevController:
             if timer.active():
                 timer.cancel()
             yield watch.cancel()
+
+    @inlineCallbacks
+    def reportError(self, devid: int, message: str, failConnected: bool = False):
+        """Show a problem the toolstack found (its backend died) on the device: `error`,
+        and a hotplug error for a device not yet connected (or for any, with
+        `failConnected`), so that whoever waits for it fails with the reason.  One
+        transaction that writes nothing if the area is gone: never recreate it."""
+
+        @inlineCallbacks
+        def write(tx: ITransaction):
+            path = self.backendPath(devid)
+            if (yield tx.readOrNone(f"{path}/state")) is None:
+                return
+            yield tx.write(f"{path}/error", message)
+            if failConnected or (yield tx.readOrNone(f"{path}/hotplug-status")) != "connected":
+                yield tx.write(f"{path}/hotplug-error", message)
+                yield tx.write(f"{path}/hotplug-status", "error")
+
+        yield self.xs.transaction(write)
 
     # -- destruction --------------------------------------------------------
 

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping: destroying the demo domain")
         xendVfb("destroy", "demo")
         if startedDaemon:
-            xendVfb("shutdown", "--all")
+            xendVfb("stop", "--all")
             print("stopped the daemon and the embedded xenstored")
     return 0
 

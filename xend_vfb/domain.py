@@ -13,6 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers used here)
+from xend_vfb import sxp
 from xend_vfb.controller import DevController, controllerClass
 from xend_vfb.errors import DeviceError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
@@ -112,7 +113,56 @@ class Domain:
             else:
                 yield controller.waitForDevice(devid, timeout)
 
+    @inlineCallbacks
+    def restoreDevices(self, snapshot: list[dict]):
+        """Write the devices a `snapshot` of another domain of the same guest recorded,
+        with the same ids, pairing and configuration, each display asking its backend
+        for the VNC port it had (taken only if still free).  Fires with the list of
+        (class, devid) written; on failure removes them all."""
+        created: list[tuple[str, int]] = []
+        sizes = {row["vkbd"]: row for row in snapshot if row["class"] == "vfb"}
+        try:
+            for row in sorted(snapshot, key=lambda row: row["class"] != "vkbd"):
+                config = self.controller(row["class"]).configClass.fromSXP(
+                    sxp.parse(row["sxp"]), f"{row['class']}[{row['devid']}]")
+                extra, private = {}, {}
+                if row["class"] == "vkbd" and row["devid"] in sizes:
+                    vfb = sizes[row["devid"]]
+                    extra = {"width": str(vfb["width"]), "height": str(vfb["height"])}
+                if row["class"] == "vfb":
+                    if row.get("vnc_port"):
+                        extra["vnc-port"] = str(row["vnc_port"])
+                    if row.get("vkbd") is not None:
+                        private[PAIRED_KEYBOARD] = str(row["vkbd"])
+                yield self.controller(row["class"]).createDevice(
+                    config, devid=row["devid"], extra=extra, private=private)
+                created.append((row["class"], row["devid"]))
+            if sizes:
+                yield self.xs.write(self.useGraphicsPath, "1")
+        except BaseException:
+            yield self.rollback(created)
+            raise
+        return created
+
     # -- reading back --------------------------------------------------------
+
+    @inlineCallbacks
+    def snapshot(self):
+        """Every device as a JSON-able row: what `restoreDevices` needs to give another
+        domain of the same guest the same devices (secrets included: keep it private)."""
+        rows = []
+        for deviceClass in self.deviceClasses:
+            controller = self.controller(deviceClass)
+            for devid in (yield controller.deviceIDs()):
+                config = yield controller.getDeviceConfiguration(devid)
+                row = {"class": deviceClass, "devid": devid, "sxp": sxp.show(config.toSXP())}
+                if deviceClass == "vfb":
+                    port = yield self.xs.readOrNone(f"{controller.backendPath(devid)}/vnc-port")
+                    row.update(vkbd=(yield self.pairedKeyboard(devid)),
+                               vnc_port=int(port) if port and port.isdigit() else None,
+                               width=config.width, height=config.height)
+                rows.append(row)
+        return rows
 
     @inlineCallbacks
     def pairedKeyboard(self, vfbId: int):
@@ -128,6 +178,13 @@ class Domain:
         for deviceClass, controller in self.controllers.items():
             ids[deviceClass] = yield controller.deviceIDs()
         return ids
+
+    @inlineCallbacks
+    def reportError(self, message: str, connectedToo: bool):
+        """`DevController.reportError` on every device of the domain."""
+        for controller in self.controllers.values():
+            for devid in (yield controller.deviceIDs()):
+                yield controller.reportError(devid, message, connectedToo)
 
     # -- destroying ------------------------------------------------------------
 

@@ -146,6 +146,16 @@ def _pathText(text: str) -> str:
     return text
 
 
+#: What to do when a guest powers off, reboots or crashes (xm's and xl's `on_*` keys).
+ACTIONS = ("destroy", "restart", "preserve")
+
+
+def _action(text: str) -> str:
+    if text not in ACTIONS:
+        raise ValueError(text)
+    return text
+
+
 def _commandLine(text: str) -> str:
     if not text.isprintable():
         raise ValueError(text)
@@ -172,6 +182,7 @@ MEMORY = _integerKind(1, 1024 * 1024)
 VCPUS = _integerKind(1, 512)
 PATH_TEXT = Kind(_pathText, "a non-empty path of printable characters")
 COMMAND_LINE = Kind(_commandLine, "printable characters")
+ACTION = Kind(_action, "one of " + ", ".join(ACTIONS))
 
 
 def _key(kind: Kind, default: Any, *, secret: bool = False) -> Any:
@@ -459,9 +470,12 @@ class DomainConfig:
     ramdisk: str | None = _key(PATH_TEXT, None)
     #: The kernel command line.
     extra: str | None = _key(COMMAND_LINE, None)
+    on_poweroff: str = _key(ACTION, "destroy")
+    on_reboot: str = _key(ACTION, "restart")
+    on_crash: str = _key(ACTION, "destroy")
     vfbs: tuple[VfbConfig, ...] = ()
     vkbds: tuple[VkbdConfig, ...] = ()
-    #: Keys such as disk, vif, type, on_crash, in file order: the domain builder's business.
+    #: Keys such as disk, vif, type, in file order: the domain builder's business.
     other: tuple[tuple[str, OtherValue], ...] = ()
 
     @classmethod

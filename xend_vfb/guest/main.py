@@ -4,10 +4,19 @@ Started by the emulated host (one per domain) or by tests; finds xenstore as
 Xen's tools do (``XENSTORED_PATH``) and the domain's memory under the run
 directory.  Signals:
 
-- SIGTERM, SIGINT: close every device (Closing, wait at most
-  ``--close-timeout`` seconds for the backend, Closed), then exit 0.
+- SIGTERM, SIGINT: the guest powers off: close every device (Closing, wait at
+  most ``--close-timeout`` seconds for the backend, Closed), then exit 0.
+- SIGHUP: the guest reboots itself: the same, with the reason ``reboot``.
 - SIGUSR1: every connected vfb switches to the ``--resize-to`` mode, or back
   to its first mode if it shows that one already (sends RESIZE, redraws).
+
+As a Linux guest does, it also obeys the toolstack's requests in
+``/local/domain/D/control/shutdown`` (``poweroff``, ``reboot``, ``suspend``;
+it acknowledges by clearing the key).  Before exiting it tells the emulated
+hypervisor why, as a real guest's shutdown hypercall does: the reason's name
+in ``guests/D/shutdown`` (`SHUTDOWN_FILE`).  A suspending guest leaves its
+devices as they are (a real one is frozen until resumed or destroyed).  A
+simulator that exits without writing it has crashed.
 
 Exit status 1 with one ``Error:`` line on stderr when the domain has no
 memory yet or xenstore is unreachable; 1 too if xenstore goes away later.
@@ -28,12 +37,13 @@ from xend_vfb.errors import XendVfbError
 from xend_vfb.guest.domain import CLOSE_TIMEOUT, GuestDomain, GuestOptions
 from xend_vfb.guest.fb import VfbFrontend
 from xend_vfb.guest.pattern import loadImage
-from xend_vfb.guestmem.emulated import EmulatedGuestMemory
+from xend_vfb.guestmem.emulated import SHUTDOWN_FILE, EmulatedGuestMemory, guestDir
 from xend_vfb.guestmem.interfaces import IGuestMemory
 from xend_vfb.log import startLogging
 from xend_vfb.protocol.fbif import pdLayout
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore import connect
+from xend_vfb.xenstore.paths import domainPath
 
 __all__ = ["Simulator", "main", "parseArgs", "parseDomids", "parseSize"]
 
@@ -41,6 +51,9 @@ log = Logger()
 
 #: Seconds a stop may take beyond the close timeout before the process exits anyway.
 STOP_MARGIN = 5.0
+#: What the toolstack may write to ``control/shutdown``, as the reason it means.
+SHUTDOWN_REQUESTS = {"poweroff": "poweroff", "halt": "poweroff", "reboot": "reboot",
+                     "suspend": "suspend"}
 
 
 def parseDomids(text: str) -> list[int]:
@@ -138,6 +151,7 @@ class Simulator:
         self.memories = memories
         self.closeTimeout = closeTimeout
         self.domains: list[GuestDomain] = []
+        self.xs = None
         self.exitCode = 0
         self._stopping = False
 
@@ -145,27 +159,54 @@ class Simulator:
     def start(self):
         """Connect to xenstore and start every domain's drivers."""
         try:
-            xs = yield connect(reactor=self.reactor)
+            xs = self.xs = yield connect(reactor=self.reactor)
             xs.whenLost().addCallback(self._lost)
             for domid, memory in self.memories.items():
                 domain = GuestDomain(self.reactor, xs, memory, domid, self.options)
                 self.domains.append(domain)
                 yield domain.start()
+                yield xs.watch(f"{domainPath(domid)}/control/shutdown", self._requested)
         except XendVfbError as e:
             self._fail(str(e))
             return
         log.info("guest simulator running for domains {domids}", domids=list(self.memories))
 
-    def stop(self) -> None:
-        """Close every device of every domain (bounded), then stop the reactor."""
+    def stop(self, reason: str = "poweroff") -> None:
+        """Shut down for `reason` (``poweroff``, ``reboot`` or ``suspend``): close every
+        device of every domain (bounded; not when suspending), leave the reason for
+        the host, then stop the reactor."""
         if self._stopping:
             return
         self._stopping = True
-        log.info("stopping: closing every device")
-        d = DeferredList([domain.stop(self.closeTimeout) for domain in self.domains])
-        d.addTimeout(self.closeTimeout + STOP_MARGIN, self.reactor)
-        d.addErrback(lambda failure: log.failure("stopping did not finish", failure))
+        log.info("shutting down ({reason})", reason=reason)
+        if reason == "suspend":
+            d = DeferredList([])
+        else:
+            d = DeferredList([domain.stop(self.closeTimeout) for domain in self.domains])
+            d.addTimeout(self.closeTimeout + STOP_MARGIN, self.reactor)
+            d.addErrback(lambda failure: log.failure("stopping did not finish", failure))
+        d.addBoth(lambda _: self._leaveReason(reason))
         d.addBoth(lambda _: self.reactor.stop())
+
+    def _leaveReason(self, reason: str) -> None:
+        for domid in self.memories:
+            path = guestDir(self.options.runDir, domid) / SHUTDOWN_FILE
+            path.write_text(reason + "\n")
+
+    def _requested(self, path: str) -> None:
+        """`control/shutdown` changed: obey a request there, once, and clear it."""
+        d = self.xs.readOrNone(path)
+
+        def obey(value: str | None) -> None:
+            reason = SHUTDOWN_REQUESTS.get(value or "")
+            if reason is None or self._stopping:
+                return
+            log.info("the toolstack asks for {reason}", reason=reason)
+            self.xs.write(path, "").addErrback(lambda f: None)
+            self.stop(reason)
+
+        d.addCallback(obey)
+        d.addErrback(lambda failure: log.failure("reading {path}", failure, path=path))
 
     def toggleResize(self) -> None:
         """SIGUSR1: each connected vfb to ``resizeTo``, or back to its first mode."""
@@ -246,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, later(simulator.stop))
     signal.signal(signal.SIGINT, later(simulator.stop))
+    signal.signal(signal.SIGHUP, later(lambda: simulator.stop("reboot")))
     signal.signal(signal.SIGUSR1, later(simulator.toggleResize))
     reactor.callWhenRunning(simulator.start)
     reactor.run(installSignalHandlers=False)

@@ -47,6 +47,7 @@ __all__ = [
     "GTF_PERMIT_ACCESS",
     "GTF_READONLY",
     "MAX_PORTS",
+    "SHUTDOWN_FILE",
     "createGuestMemory",
     "destroyGuestMemory",
     "guestDir",
@@ -76,6 +77,11 @@ DRAIN_LIMIT = 256
 # <sys/mman.h> values Python's mmap module does not export.
 _PROT_NONE = 0
 _MAP_FIXED = 0x10
+
+
+#: The file in ``guests/D/`` where a guest leaves why it stopped (``poweroff``,
+#: ``reboot``, ``suspend``), as Xen's shutdown hypercall tells the hypervisor.
+SHUTDOWN_FILE = "shutdown"
 
 
 def guestDir(runDir: str | os.PathLike[str], domid: int) -> Path:

@@ -1,0 +1,255 @@
+"""A guest keeps its display for its whole life (issue 12), in emulated mode with real
+processes: the daemon, xenstored, backends and simulated guests.
+
+A reboot (asked by `xend-vfb reboot`, by the guest itself, or after a crash with
+`on_crash = 'restart'`), a save and restore, a local migration: each makes a new
+domain (new id, same name and uuid) with the same devices, VNC port and secrets,
+connected on both ends; the old domain leaves nothing behind.
+"""
+
+import os
+import signal
+
+import pytest
+
+from tests.helpers_daemon import DaemonRun, VncClient, allConnected, devices, waitUntil
+from xend_vfb.procid import ProcessId
+
+PASSWORD_NODE = "/xend-vfb/{domid}/device/vfb/0/vncpasswd"
+
+
+@pytest.fixture
+def run(tmp_path):
+    daemonRun = DaemonRun(tmp_path / "run")
+    yield daemonRun
+    daemonRun.cleanup()
+
+
+def guestConfig(tmp_path, name="life", extra=""):
+    path = tmp_path / f"{name}.cfg"
+    path.write_text(f"name = '{name}'\nmemory = 32\n"
+                    "vfb = [ 'vnc=1,vncunused=1,vncpasswd=pw,keymap=de' ]\n" + extra)
+    return str(path)
+
+
+def domainOf(run: DaemonRun, name: str) -> dict | None:
+    found = [d for d in run.json("list") if d["name"] == name]
+    return found[0] if found else None
+
+
+def connectedAs(run: DaemonRun, name: str, old: int) -> int:
+    """Wait until `name` runs as a domain other than `old`, all devices Connected; its id."""
+    def remade():
+        domain = domainOf(run, name)
+        return domain and domain["domid"] != old and allConnected(run, name) and domain
+    return waitUntil(remade, f"{name} to come back as a new domain")["domid"]
+
+
+def guestState(run: DaemonRun, name: str) -> dict:
+    """What must be the same in every domain of the guest."""
+    tree = run.xenstore()
+    domid = domainOf(run, name)["domid"]
+    vfb = devices(run, name, "vfb")[0]
+    uuid = tree[f"/xend-vfb/{domid}/uuid"]
+    return {"uuid": uuid, "vm": tree[f"/local/domain/{domid}/vm"], "port": vfb["vnc_port"],
+            "keymap": tree[f"/local/domain/0/backend/vfb/{domid}/0/keymap"],
+            "password": tree[PASSWORD_NODE.format(domid=domid)],
+            "keyboard": vfb["vkbd"]}
+
+
+def assertNothingLeftOf(run: DaemonRun, domid: int) -> None:
+    tree = run.xenstore()
+    left = [path for path in tree if f"/{domid}/" in path + "/" and (
+        path.startswith(f"/local/domain/{domid}") or f"backend/vfb/{domid}" in path
+        or f"backend/vkbd/{domid}" in path or path.startswith(f"/xend-vfb/{domid}"))]
+    assert left == []
+    waitUntil(lambda: run.backend(domid) is None, f"the backend of domain {domid} to exit")
+    assert run.guest(domid) is None
+    assert not os.path.exists(os.path.join(run.runDir, "guests", str(domid), "memory"))
+
+
+def test_reboot_gives_the_new_domain_the_same_display(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    before = guestState(run, "life")
+    old = domainOf(run, "life")["domid"]
+    out = run.cli("reboot", "life", "--wait")
+    new = connectedAs(run, "life", old)
+    assert out.stdout == f"Domain life rebooted (id={new})\n"
+    assert new > old  # as Xen does: a new id, not the lowest free one
+    assert guestState(run, "life") == before
+    assertNothingLeftOf(run, old)
+    # The new domain's display works end to end: a key typed over VNC reaches it.
+    with VncClient(before["port"], "pw") as vnc:
+        vnc.command("key", "a")
+    waitUntil(lambda: any(e.get("keycode") == 30 for e in run.inputEvents(new)),
+              "the key to reach the rebooted guest")
+
+
+def test_a_guest_that_reboots_itself_is_remade(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    old = domainOf(run, "life")["domid"]
+    run.guest(old).kill(signal.SIGHUP)  # the guest's own `reboot`
+    new = connectedAs(run, "life", old)
+    assertNothingLeftOf(run, old)
+    assert f"guest life (domain {old}): reboot, so restart" in run.log()
+    assert run.backend(new) is not None and run.guest(new) is not None
+
+
+@pytest.mark.parametrize(("onCrash", "outcome"), [
+    ("destroy", "gone"), ("restart", "remade"), ("preserve", "kept")])
+def test_on_crash(run, tmp_path, onCrash, outcome):
+    run.start()
+    run.cli("create", guestConfig(tmp_path, extra=f"on_crash = '{onCrash}'\n"))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    old = domainOf(run, "life")["domid"]
+    run.guest(old).kill(signal.SIGKILL)  # a crash: the guest leaves no reason
+    if outcome == "gone":
+        waitUntil(lambda: domainOf(run, "life") is None, "the crashed guest to be cleaned up")
+        assertNothingLeftOf(run, old)
+        assert not [path for path in run.xenstore() if path.startswith("/xend-vfb/guest/")]
+    elif outcome == "remade":
+        connectedAs(run, "life", old)
+        assertNothingLeftOf(run, old)
+    else:
+        waitUntil(lambda: domainOf(run, "life")["state"] == "preserved",
+                  "the crashed guest to be preserved")
+        assert f"/local/domain/{old}/name" in run.xenstore()
+        run.cli("destroy", "life")
+        assertNothingLeftOf(run, old)
+
+
+def test_shutdown_powers_the_guest_off_and_cleans_up(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    old = domainOf(run, "life")["domid"]
+    run.cli("shutdown", "life", "--wait")
+    assert domainOf(run, "life") is None
+    assertNothingLeftOf(run, old)
+    assert not [path for path in run.xenstore() if path.startswith("/xend-vfb/guest")]
+    assert f"guest life (domain {old}): poweroff, so destroy" in run.log()
+
+
+def test_save_and_restore_keep_the_display(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    before = guestState(run, "life")
+    old = domainOf(run, "life")["domid"]
+    saved = tmp_path / "life.save"
+    assert run.cli("save", "life", str(saved)).stdout == f"Saved domain life to {saved}\n"
+    assert domainOf(run, "life") is None
+    assertNothingLeftOf(run, old)
+    out = run.cli("restore", str(saved)).stdout
+    new = connectedAs(run, "life", old)
+    assert out.startswith(f"Restored domain life (id={new})\n")
+    assert guestState(run, "life") == before
+
+
+def test_local_migration_keeps_the_display(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    before = guestState(run, "life")
+    domid = domainOf(run, "life")["domid"]
+    for _ in range(3):
+        out = run.cli("migrate", "life", "localhost").stdout
+        new = connectedAs(run, "life", domid)
+        assert out == f"Migrated domain life to localhost (id={new})\n"
+        assertNothingLeftOf(run, domid)
+        domid = new
+    assert guestState(run, "life") == before
+
+
+def test_lifecycle_errors_leave_the_guest_running(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    domid = domainOf(run, "life")["domid"]
+    tree = run.xenstore()
+    notSaved = tmp_path / "not-a-save"
+    notSaved.write_text("hello\n")
+    assert run.fails("restore", str(notSaved)) == (
+        f"Error: cannot restore from {notSaved}: not a guest saved by xend-vfb save "
+        "(emulated mode)")
+    assert run.fails("restore", str(tmp_path / "missing")) == (
+        f"Error: cannot restore from {tmp_path / 'missing'}: No such file or directory")
+    assert run.fails("save", "life", "/proc/life.save") == (
+        f"Error: cannot save domain {domid} to /proc/life.save: No such file or directory")
+    assert run.fails("migrate", "life", "elsewhere.example") == (
+        f"Error: cannot migrate domain {domid} to elsewhere.example: an emulated host "
+        "migrates only to itself (localhost)")
+    assert run.fails("reboot", "nosuch") == "Error: domain 'nosuch' does not exist"
+    assert domainOf(run, "life")["domid"] == domid and allConnected(run, "life")
+    assert run.xenstore() == tree
+
+
+@pytest.mark.parametrize("crashAt", ["remake:destroyed", "remake:built"])
+def test_a_daemon_killed_during_a_reboot_finishes_it(run, tmp_path, crashAt):
+    run.start(crashAt)
+    pid = run.daemonPid()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    before = guestState(run, "life")
+    old = domainOf(run, "life")["domid"]
+    run.cli("reboot", "life")
+    run.waitDaemonGone(pid)
+    run.start()
+    connectedAs(run, "life", old)
+    assert guestState(run, "life") == before
+    assertNothingLeftOf(run, old)
+    # Exactly one backend and one guest: the re-made domain's.
+    assert len(run.json("list")) == 1
+
+
+def test_a_reboot_while_the_daemon_is_down_is_followed_later(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    old = domainOf(run, "life")["domid"]
+    run.kill9()
+    guest = run.guest(old)
+    guest.kill(signal.SIGHUP)
+    waitUntil(lambda: not guest.alive(), "the guest to reboot")
+    run.start()
+    connectedAs(run, "life", old)
+    assertNothingLeftOf(run, old)
+
+
+def test_fifty_reboots_leak_nothing(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+
+    def footprint():
+        tree = run.xenstore()
+        domid = domainOf(run, "life")["domid"]
+        shape = sorted(path.replace(f"/{domid}", "/D") for path in tree
+                       if "/vm" not in path and "last-domid" not in path)
+        files = sorted(os.listdir(os.path.join(run.runDir, "guests")))
+        return shape, len(run.processes()), len(files), devices(run, "life", "vfb")[0]["vnc_port"]
+
+    first = footprint()
+    domid = domainOf(run, "life")["domid"]
+    for _ in range(50):
+        run.cli("reboot", "life", "--wait")
+        domid = connectedAs(run, "life", domid)
+    assert footprint() == first
+
+
+def test_stop_all_brings_the_emulated_host_down_without_a_daemon(run, tmp_path):
+    run.start()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    run.kill9()
+    assert run.processes() != []
+    out = run.cli("stop", "--all")
+    assert "xenstored" in out.stdout
+    for pid in run.processes():
+        process = ProcessId.of(pid)
+        waitUntil(lambda p=process: p is None or not p.alive(), f"pid {pid} to exit")
+    assert run.processes() == []

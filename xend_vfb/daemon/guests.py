@@ -1,0 +1,440 @@
+"""Guests: what outlives a domain id, and the daemon's part in a guest's life.
+
+A guest created by `xend-vfb create` keeps a record under
+`/xend-vfb/guest/<uuid>` (domain 0 only): its configuration, the domain that
+runs it now, and a snapshot of its devices (configuration, secrets, pairing,
+VNC port).  The uuid is what every domain of the guest shares (xl keeps it
+through reboot, save/restore and migration), so a record finds the guest
+again whatever its domain id.
+
+Domains are built with every `on_*` action set to `preserve` (see
+`xend_vfb.host`): a guest that powers off, reboots or crashes leaves its
+domain shut down, and `reconcile` follows the guest's own `on_poweroff`,
+`on_reboot` and `on_crash`: destroy, preserve, or restart, which re-makes the
+domain with the same devices written before it runs, so its kernel finds
+them when it probes, as on first boot.  A domain of a known guest that
+appears from elsewhere (`xl restore`, `xl migrate`) is given the guest's
+devices as soon as it is seen.
+
+Every change goes through one lock, and a re-make is journalled in the
+record (`pending`), so a daemon killed at any point finishes it on restart.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
+from twisted.logger import Logger
+
+from xend_vfb import sxp
+from xend_vfb.daemon.crash import crashPoint
+from xend_vfb.domain import Domain
+from xend_vfb.errors import DaemonError
+from xend_vfb.host import ShutdownReason
+from xend_vfb.model import DomainConfig
+from xend_vfb.xenstore.paths import PRIVATE_ROOT
+
+if TYPE_CHECKING:
+    from xend_vfb.daemon.service import XendVfbDaemon
+
+__all__ = ["Guests", "GUEST_ROOT", "RUNNING", "AWAY", "PRESERVED"]
+
+log = Logger()
+
+#: Where guests' records live (domain 0 only, like every private record).
+GUEST_ROOT = f"{PRIVATE_ROOT}/guest"
+
+#: A guest's record's `state`: its domain runs (or is paused); it is saved or being
+#: moved, its next domain to come from a restore or a migration; or its domain is
+#: kept shut down for inspection (`preserve`).
+RUNNING, AWAY, PRESERVED = "running", "away", "preserved"
+
+
+def _action(config: DomainConfig, reason: ShutdownReason) -> str:
+    """What the guest's configuration says to do after `reason`."""
+    if reason == ShutdownReason.poweroff:
+        return config.on_poweroff
+    if reason in (ShutdownReason.reboot, ShutdownReason.soft_reset):
+        return config.on_reboot
+    return config.on_crash
+
+
+class Guests:
+    """The records of the daemon's guests and what it does when their domains change."""
+
+    def __init__(self, daemon: XendVfbDaemon) -> None:
+        self.daemon = daemon
+        self.lock = DeferredLock()
+        self._again = False
+        self._waiters: dict[str, list[Deferred]] = {}
+
+    @property
+    def xs(self) -> Any:
+        return self.daemon.xs
+
+    # -- records --------------------------------------------------------------
+
+    @staticmethod
+    def withUUID(config: DomainConfig) -> DomainConfig:
+        """`config`, with a uuid of its own if it had none: the guest's identity."""
+        return config if config.uuid else replace(config, uuid=str(uuidlib.uuid4()))
+
+    def _path(self, uuid: str, key: str | None = None) -> str:
+        return f"{GUEST_ROOT}/{uuid}" + (f"/{key}" if key else "")
+
+    @inlineCallbacks
+    def _read(self, uuid: str):
+        """The record of guest `uuid` as a dict, or None."""
+
+        @inlineCallbacks
+        def read(tx):
+            values = {}
+            for key in (yield tx.list(self._path(uuid))):
+                values[key] = yield tx.readOrNone(self._path(uuid, key))
+            return values
+
+        record = dict((yield self.xs.transaction(read)), uuid=uuid)
+        if not record.get("config") or not record.get("domid"):
+            return None
+        record["domid"] = int(record["domid"])
+        record["devices"] = json.loads(record.get("devices") or "[]")
+        record["pending"] = json.loads(record["pending"]) if record.get("pending") else None
+        record["config"] = DomainConfig.fromSXP(sxp.parse(record["config"]), "<record>")
+        return record
+
+    @inlineCallbacks
+    def _records(self):
+        records = []
+        for uuid in (yield self.xs.list(GUEST_ROOT)):
+            record = yield self._read(uuid)
+            if record is not None:
+                records.append(record)
+        return records
+
+    @inlineCallbacks
+    def _update(self, uuid: str, **values: Any):
+        """Write some keys of a record (None removes one) in one transaction."""
+
+        @inlineCallbacks
+        def write(tx):
+            for key, value in values.items():
+                if value is None:
+                    yield tx.rm(self._path(uuid, key))
+                elif isinstance(value, str):
+                    yield tx.write(self._path(uuid, key), value)
+                else:
+                    yield tx.write(self._path(uuid, key),
+                                   json.dumps(value, separators=(",", ":")))
+
+        yield self.xs.transaction(write)
+
+    @inlineCallbacks
+    def record(self, config: DomainConfig, domain: Domain):
+        """Start the record of a guest just created as `domain`."""
+        uuid = config.uuid
+        yield self.xs.write(f"{PRIVATE_ROOT}/{domain.domid}/uuid", uuid)
+        yield self._update(uuid, name=config.name, domid=str(domain.domid),
+                           config=sxp.show(config.toSXP()), state=RUNNING,
+                           devices=(yield domain.snapshot()))
+        yield self.xs.setPerms(GUEST_ROOT, ["n0"])
+
+    @inlineCallbacks
+    def recordOf(self, domid: int):
+        """The record of the guest domain `domid` runs, or None."""
+        uuid = yield self.xs.readOrNone(f"{PRIVATE_ROOT}/{domid}/uuid")
+        record = (yield self._read(uuid)) if uuid else None
+        return record if record is not None and record["domid"] == domid else None
+
+    @inlineCallbacks
+    def knows(self, uuid: str):
+        """Whether `uuid` is one of our guests."""
+        return (yield self._read(uuid)) is not None
+
+    @inlineCallbacks
+    def devicesChanged(self, domain: Domain):
+        """A device was attached or detached: the guest keeps it from now on."""
+        record = yield self.recordOf(domain.domid)
+        if record is not None:
+            yield self._update(record["uuid"], devices=(yield domain.snapshot()))
+
+    @inlineCallbacks
+    def forget(self, domid: int):
+        """Remove the record of the guest domain `domid` ran, if any."""
+        record = yield self.recordOf(domid)
+        if record is not None:
+            yield self._forget(record["uuid"])
+
+    @inlineCallbacks
+    def _forget(self, uuid: str):
+        yield self.xs.rm(self._path(uuid))
+        self._notify(uuid)
+
+    @inlineCallbacks
+    def forgetAll(self):
+        yield self.xs.rm(GUEST_ROOT)
+
+    @inlineCallbacks
+    def states(self):
+        """{domid: state} of the domains of our guests."""
+        return {r["domid"]: r["state"] for r in (yield self._records())}
+
+    # -- waiting for a guest ------------------------------------------------------
+
+    def whenChanged(self, uuid: str) -> Deferred[None]:
+        """Fires the next time the guest's domain is re-made, kept or forgotten."""
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(uuid, []).append(d)
+        return d
+
+    def _notify(self, uuid: str) -> None:
+        for d in self._waiters.pop(uuid, []):
+            d.callback(None)
+
+    # -- following the domains -----------------------------------------------------
+
+    def changed(self) -> None:
+        """The host says a domain appeared, stopped or went: reconcile (once more if a
+        reconcile is running: it may have looked before this change)."""
+        if self.lock.locked:
+            self._again = True
+            return
+        d = self.reconcile()
+        d.addErrback(lambda f: log.failure("following the guests' domains", f))
+
+    @inlineCallbacks
+    def reconcile(self):
+        """Bring every guest in line with its domains (see the module's docstring), and
+        clean up after managed domains that went."""
+        yield self.lock.acquire()
+        try:
+            while True:
+                self._again = False
+                yield self._reconcileOnce()
+                if not self._again:
+                    break
+        finally:
+            self.lock.release()
+
+    @inlineCallbacks
+    def _reconcileOnce(self):
+        domains = yield self.daemon.host.domains()
+        named = set()
+        for record in (yield self._records()):
+            named.add(record["domid"])
+            if record["domid"] in self.daemon.busy:
+                continue
+            try:
+                yield self._follow(record, domains)
+            except DaemonError as e:
+                log.error("guest {name}: {e}", name=record["name"], e=e)
+            except Exception:
+                log.failure("guest {name} ({uuid})", name=record["name"], uuid=record["uuid"])
+        # Managed domains no record names (a display attached to a guest started by
+        # plain `xl create`): cleaned up once their domain is gone.  Looked at afresh:
+        # following the records may have made domains.
+        domains = yield self.daemon.host.domains()
+        for record in (yield self._records()):
+            named.add(record["domid"])
+        for domid in (yield self.daemon.domids()):
+            if domid not in named | self.daemon.busy and domid not in domains:
+                log.info("domain {domid} is gone: cleaning up", domid=domid)
+                yield self.daemon.teardown(domid, graceful=False)
+
+    @inlineCallbacks
+    def _follow(self, record: dict, domains: dict):
+        uuid, domid = record["uuid"], record["domid"]
+        if record["pending"] and record["pending"]["op"] == "remake":
+            log.info("guest {name}: finishing an interrupted re-make", name=record["name"])
+            if "to" in record["pending"]:
+                yield self.daemon.teardown(record["pending"]["to"], graceful=False)
+            yield self._remake(record)
+            return
+        info = domains.get(domid)
+        if info is not None and info.uuid == uuid:
+            if info.shutdown is None or record["state"] == PRESERVED:
+                return
+            if info.shutdown == ShutdownReason.suspend:
+                if record["state"] != AWAY:  # plain `xl save` or `xl migrate`
+                    yield self._update(uuid, state=AWAY)
+                return
+            yield self._stopped(record, info.shutdown)
+            return
+        successors = [d for d in domains.values()
+                      if d.uuid == uuid and d.domid != domid and d.shutdown is None]
+        if successors:
+            # Restored or migrated here by plain xl: give it its devices now.
+            new = successors[0].domid
+            log.info("guest {name}: now domain {new} (was {old})", name=record["name"],
+                     new=new, old=domid)
+            yield self.daemon.teardown(domid, graceful=False)
+            yield self._adopt(record, new)
+            return
+        if record["state"] == AWAY:
+            if (yield self.xs.exists(f"{PRIVATE_ROOT}/{domid}")):
+                yield self.daemon.teardown(domid, graceful=False)
+            return
+        log.info("guest {name}: domain {domid} is gone: cleaning up", name=record["name"],
+                 domid=domid)
+        yield self.daemon.teardown(domid, graceful=False)
+        yield self._forget(uuid)
+
+    @inlineCallbacks
+    def _stopped(self, record: dict, reason: ShutdownReason):
+        """The guest's domain shut down for `reason`: do what its config says."""
+        action = _action(record["config"], reason)
+        log.info("guest {name} (domain {domid}): {reason}, so {action}", name=record["name"],
+                 domid=record["domid"], reason=reason.name, action=action)
+        if action == "restart":
+            yield self._remake(record)
+        elif action == "preserve":
+            yield self._update(record["uuid"], state=PRESERVED)
+            self._notify(record["uuid"])
+        else:
+            yield self.daemon.teardown(record["domid"], graceful=False)
+            yield self._forget(record["uuid"])
+
+    @inlineCallbacks
+    def _remake(self, record: dict):
+        """Destroy the guest's domain and build a new one from its configuration, with
+        its devices written before it runs."""
+        uuid, old = record["uuid"], record["domid"]
+        domain = yield self.daemon.domain(old)
+        if any((yield domain.deviceIDs()).values()):
+            record["devices"] = yield domain.snapshot()  # with the ports in use now
+        pending = {"op": "remake", "from": old}
+        yield self._update(uuid, devices=record["devices"], pending=pending)
+        yield self.daemon.teardown(old, graceful=False)
+        crashPoint("remake:destroyed")
+        new = yield self.daemon.host.createDomain(record["config"])
+        self.daemon.busy.add(new)
+        try:
+            yield self._update(uuid, pending=dict(pending, to=new))
+            crashPoint("remake:built")
+            yield self._adopt(record, new, start=True)
+        finally:
+            self.daemon.busy.discard(new)
+        yield self._update(uuid, pending=None)
+        log.info("guest {name}: re-made as domain {new} (was {old})", name=record["name"],
+                 new=new, old=old)
+
+    @inlineCallbacks
+    def _adopt(self, record: dict, domid: int, start: bool = False):
+        """Make `domid` the guest's domain: its devices (unless it has them), its
+        backend, and (`start`) let it run."""
+        domain = yield self.daemon.domain(domid)
+        yield self.xs.write(f"{PRIVATE_ROOT}/{domid}/uuid", record["uuid"])
+        if not any((yield domain.deviceIDs()).values()):
+            yield domain.restoreDevices(record["devices"])
+        yield self.daemon.backends.ensure(domain)
+        if start:
+            yield self.daemon.host.startDomain(domid)
+        yield self._update(record["uuid"], domid=str(domid), state=RUNNING)
+        self._notify(record["uuid"])
+
+    # -- operations an admin asks for ------------------------------------------------
+
+    @inlineCallbacks
+    def requestShutdown(self, domid: int, reason: ShutdownReason, wait: float | None):
+        """Ask the guest to power off or reboot; with `wait`, fire once the daemon has
+        acted on it (domain re-made, kept or destroyed)."""
+        record = yield self.recordOf(domid)
+        changed = self.whenChanged(record["uuid"]) if record and wait else None
+        yield self.daemon.host.requestShutdown(domid, reason)
+        if changed is not None:
+            changed.addTimeout(wait, self.daemon.reactor)
+            try:
+                yield changed
+            except TimeoutError:
+                raise DaemonError(f"domain {domid} did not {reason.name} within "
+                                  f"{wait:g} s (it was asked to)") from None
+        return (yield self.recordOf(domid)) if record is None else (yield self._read(
+            record["uuid"]))
+
+    @inlineCallbacks
+    def save(self, domid: int, path: str):
+        """Save the guest to `path`; its record stays, waiting for the restore."""
+        yield self.lock.acquire()
+        try:
+            record = yield self.recordOf(domid)
+            if record is not None:
+                yield self._update(record["uuid"], devices=(yield (
+                    yield self.daemon.domain(domid)).snapshot()), state=AWAY)
+            self.daemon.busy.add(domid)
+            try:
+                yield self.daemon.host.save(domid, path)
+            except BaseException:
+                if record is not None:
+                    yield self._update(record["uuid"], state=RUNNING)
+                raise
+            finally:
+                self.daemon.busy.discard(domid)
+            yield self.daemon.teardown(domid, graceful=False)
+        finally:
+            self.lock.release()
+
+    @inlineCallbacks
+    def restore(self, path: str):
+        """Restore a saved guest; fires with its new domid.  A guest we know gets its
+        devices back before it runs again."""
+        yield self.lock.acquire()
+        try:
+            domid = yield self.daemon.host.restore(path)
+            self.daemon.busy.add(domid)
+            try:
+                info = (yield self.daemon.host.domains()).get(domid)
+                record = (yield self._read(info.uuid)) if info is not None else None
+                if record is not None:
+                    yield self.daemon.teardown(record["domid"], graceful=False)
+                    yield self._adopt(record, domid, start=True)
+                else:
+                    log.warn("domain {domid} restored from {path}: not a guest of ours, so "
+                             "no display", domid=domid, path=path)
+                    yield self.daemon.host.startDomain(domid)
+            except BaseException:
+                yield self.daemon.teardown(domid, graceful=False)
+                raise
+            finally:
+                self.daemon.busy.discard(domid)
+            return domid
+        finally:
+            self.lock.release()
+
+    @inlineCallbacks
+    def migrate(self, domid: int, host: str):
+        """Move the guest to `host`; fires with its new domid when that is this host."""
+        yield self.lock.acquire()
+        try:
+            record = yield self.recordOf(domid)
+            if record is not None:
+                yield self._update(record["uuid"], devices=(yield (
+                    yield self.daemon.domain(domid)).snapshot()), state=AWAY)
+            self.daemon.busy.add(domid)
+            try:
+                new = yield self.daemon.host.migrate(domid, host)
+            except BaseException:
+                if record is not None:
+                    yield self._update(record["uuid"], state=RUNNING)
+                raise
+            finally:
+                self.daemon.busy.discard(domid)
+            yield self.daemon.teardown(domid, graceful=False)
+            if new is None:
+                if record is not None:
+                    yield self._forget(record["uuid"])
+                return None
+            self.daemon.busy.add(new)
+            try:
+                if record is not None:
+                    yield self._adopt(record, new, start=True)
+                else:
+                    yield self.daemon.host.startDomain(new)
+            finally:
+                self.daemon.busy.discard(new)
+            return new
+        finally:
+            self.lock.release()
+

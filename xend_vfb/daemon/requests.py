@@ -1,0 +1,142 @@
+"""The daemon's control socket: one `op_*` method per request the CLI sends.
+
+Requests arrive as JSON lines on `<runDir>/xend-vfb.sock` (root only); see
+`xend_vfb.jsonline`.  Each method checks the request, hands it to the
+daemon or its guests, and returns what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import inlineCallbacks
+
+from xend_vfb import jsonline, sxp
+from xend_vfb.backend.control import controlSocketPath
+from xend_vfb.host import ShutdownReason
+from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+
+if TYPE_CHECKING:
+    from xend_vfb.daemon.service import XendVfbDaemon
+
+__all__ = ["ControlRequests", "SCREENSHOT_TIMEOUT"]
+
+#: Seconds a backend may take to answer a screenshot: a full copy out of the guest's
+#: framebuffer plus PNG encoding, 12-15 s on real Xen under QEMU TCG (docs/xen-harness.md).
+SCREENSHOT_TIMEOUT = 120.0
+
+_CONFIG_CLASSES = {"vfb": VfbConfig, "vkbd": VkbdConfig}
+
+
+class ControlRequests:
+    """The requests of the control socket, served for `daemon`."""
+
+    def __init__(self, daemon: XendVfbDaemon) -> None:
+        self.daemon = daemon
+
+    def op_ping(self, request: dict) -> dict:
+        return {"pid": os.getpid(), "emulated": self.daemon.emulated}
+
+    @inlineCallbacks
+    def op_create(self, request: dict):
+        config = DomainConfig.fromSXP(sxp.parse(request["sxp"], "<create>"))
+        domid = yield self.daemon.create(config)
+        return {"domid": domid, "name": config.name,
+                "devices": (yield self.daemon.describe(domid))}
+
+    @inlineCallbacks
+    def op_destroy(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        yield self.daemon.teardown(domid, graceful=True)
+        yield self.daemon.guests.forget(domid)
+        return {"domid": domid}
+
+    @inlineCallbacks
+    def op_list(self, request: dict):
+        states = yield self.daemon.guests.states()
+        domains = []
+        for domid in (yield self.daemon.domids()):
+            domain = yield self.daemon.domain(domid)
+            domains.append({"domid": domid, "name": domain.name,
+                            "state": states.get(domid, "running"),
+                            "devices": (yield self.daemon.describe(domid))})
+        return {"domains": domains}
+
+    @inlineCallbacks
+    def op_attach(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        deviceClass = request["class"]
+        config = _CONFIG_CLASSES[deviceClass].parse(request["spec"], deviceClass,
+                                                    environ=request.get("environ"))
+        devid = yield self.daemon.attach(domid, deviceClass, config)
+        rows = yield self.daemon.deviceList(domid, deviceClass)
+        return {"domid": domid, "device": next(r for r in rows if r["devid"] == devid)}
+
+    @inlineCallbacks
+    def op_detach(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        yield self.daemon.detach(domid, request["class"], int(request["devid"]),
+                                 bool(request.get("force")))
+        return {"domid": domid}
+
+    @inlineCallbacks
+    def op_devices(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        return {"devices": (yield self.daemon.deviceList(domid, request["class"]))}
+
+    @inlineCallbacks
+    def op_screenshot(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        reply = yield jsonline.request(
+            self.daemon.reactor, controlSocketPath(self.daemon.runDir, domid),
+            {"op": "screenshot", "devid": request.get("devid", 0)},
+            timeout=SCREENSHOT_TIMEOUT)
+        base64.b64decode(reply["png"], validate=True)
+        return {"png": reply["png"]}
+
+    # -- a guest's life ----------------------------------------------------------------
+
+    @inlineCallbacks
+    def op_reboot(self, request: dict):
+        return (yield self._shutdown(request, ShutdownReason.reboot))
+
+    @inlineCallbacks
+    def op_shutdown(self, request: dict):
+        return (yield self._shutdown(request, ShutdownReason.poweroff))
+
+    @inlineCallbacks
+    def _shutdown(self, request: dict, reason: ShutdownReason):
+        domid = yield self.daemon.resolve(request["domain"])
+        record = yield self.daemon.guests.requestShutdown(domid, reason, request.get("wait"))
+        now = record["domid"] if record is not None and record["domid"] != domid else None
+        return {"domid": domid, "now": now}
+
+    @inlineCallbacks
+    def op_save(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        yield self.daemon.guests.save(domid, request["file"])
+        return {"domid": domid}
+
+    @inlineCallbacks
+    def op_restore(self, request: dict):
+        domid = yield self.daemon.guests.restore(request["file"])
+        domain = yield self.daemon.domain(domid)
+        return {"domid": domid, "name": domain.name,
+                "devices": (yield self.daemon.describe(domid))}
+
+    @inlineCallbacks
+    def op_migrate(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        new = yield self.daemon.guests.migrate(domid, request["host"])
+        return {"domid": domid, "now": new}
+
+    # -- the daemon itself ---------------------------------------------------------------
+
+    @inlineCallbacks
+    def op_stop(self, request: dict):
+        if request.get("all"):
+            yield self.daemon.stopEverything()
+        self.daemon.stop(bool(request.get("all")))
+        return {}

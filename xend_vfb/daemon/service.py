@@ -1,0 +1,436 @@
+"""The daemon's root service: domains, their devices, and recovery after a restart.
+
+Each multi-step operation on a domain writes a journal entry (`pending`) in
+the domain's private record first, so a daemon killed half-way finishes or
+rolls back that operation when it starts again.  Guests' lives across
+domains (reboot, save, restore, migration) are `guests.Guests`' business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import DeferredLock, inlineCallbacks
+from twisted.logger import Logger
+
+import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
+from xend_vfb import jsonline
+from xend_vfb.daemon.backends import ZYGOTE, Backends, backendKey
+from xend_vfb.daemon.crash import crashPoint
+from xend_vfb.daemon.guests import Guests
+from xend_vfb.daemon.requests import ControlRequests
+from xend_vfb.domain import Domain
+from xend_vfb.errors import DaemonError, DeviceError
+from xend_vfb.host import IHost
+from xend_vfb.host.emulated import EmulatedHost
+from xend_vfb.host.xen import XenHost
+from xend_vfb.model import DomainConfig
+from xend_vfb.supervisor import ProcessSupervisor
+from xend_vfb.xenbus import parseState
+from xend_vfb.xenstore import EmbeddedXenstored, connect
+from xend_vfb.xenstore.paths import (
+    PRIVATE_ROOT,
+    backendDomainPath,
+    backendPath,
+    domainPath,
+    frontendPath,
+)
+
+__all__ = ["XendVfbDaemon", "runDaemon", "socketPath"]
+
+log = Logger()
+
+#: Seconds `create` and `vfb-attach` wait for the backend's hotplug-status.
+DEVICE_TIMEOUT = 30.0
+#: Seconds a backend may take to exit once its domain has no devices left.
+BACKEND_EXIT_TIMEOUT = 5.0
+
+
+def socketPath(runDir: str) -> str:
+    """The daemon's control socket."""
+    return os.path.join(runDir, "xend-vfb.sock")
+
+
+class XendVfbDaemon(MultiService):
+    """The daemon.  `emulated` stands in for the hypervisor (SURFACE.md)."""
+
+    def __init__(self, runDir: str, emulated: bool, reactor: Any) -> None:
+        super().__init__()
+        self.runDir = runDir
+        self.emulated = emulated
+        self.reactor = reactor
+        self.xs: Any = None
+        self.xenstored: EmbeddedXenstored | None = None
+        self.host: IHost | None = None
+        self.supervisor = ProcessSupervisor(reactor, onDeath=self._processEnded)
+        self.supervisor.setServiceParent(self)
+        self.backends = Backends(reactor, self.supervisor, runDir, emulated)
+        self.guests = Guests(self)
+        self.requests = ControlRequests(self)
+        #: Domains an operation is working on: not to be reaped under its feet.
+        self.busy: set[int] = set()
+        self._building = DeferredLock()
+        self._port: Any = None
+        self.stopping = False
+
+    # -- start and stop ------------------------------------------------------
+
+    @inlineCallbacks
+    def startService(self):
+        os.makedirs(self.runDir, mode=0o700, exist_ok=True)
+        environ = {}
+        if self.emulated:
+            self.xenstored = EmbeddedXenstored(self.runDir)
+            self.xenstored.start()
+            environ = self.xenstored.environ
+            os.environ.update(environ)
+        self.supervisor.environ.update(environ, XEND_VFB_RUN_DIR=self.runDir)
+        self.xs = yield connect(environ.get("XENSTORED_PATH"))
+        self.xs.whenLost().addCallback(self._xenstoreLost)
+        if self.emulated:
+            self.host = EmulatedHost(self.xs, self.runDir, self.supervisor)
+        else:
+            self.host = XenHost(self.xs, self.runDir)
+        super().startService()
+        self.backends.startZygote()
+        yield self.backends.zygoteReady()
+        yield self.recover()
+        yield self.host.watchDomains(self.guests.changed)
+        yield self.guests.reconcile()
+        self._port = yield jsonline.listen(self.reactor, socketPath(self.runDir), self.requests)
+        log.info("xend-vfb daemon ready (pid {pid}, run dir {dir}, {mode} mode)",
+                 pid=os.getpid(), dir=self.runDir,
+                 mode="emulated" if self.emulated else "xen")
+
+    @inlineCallbacks
+    def stopService(self):
+        self.stopping = True
+        if self._port is not None:
+            yield self._port.stopListening()
+            # No socket left behind to be mistaken for a daemon that listens.
+            if os.path.exists(socketPath(self.runDir)):
+                os.unlink(socketPath(self.runDir))
+        yield super().stopService()
+        if self.xs is not None:
+            self.xs.close()
+
+    def _xenstoreLost(self, _: Any) -> None:
+        if not self.stopping:
+            log.error("lost the connection to xenstored: stopping")
+            self.reactor.stop()
+
+    @inlineCallbacks
+    def stopEverything(self):
+        """`stop --all` (emulated mode): destroy every guest, stop the zygote, then stop
+        the daemon and the embedded xenstored."""
+        if not self.emulated:
+            # On a real host, "everything" would be the guests themselves.
+            raise DaemonError("stop --all is for emulated mode only: on a Xen host it "
+                              "would destroy real guests (use destroy for each)")
+        for domid in (yield self.domids()):
+            yield self.teardown(domid, graceful=True)
+        for domid in (yield self.host.domains()):
+            yield self.host.destroyDomain(domid)
+        yield self.guests.forgetAll()
+        self.stopping = True
+        yield self.supervisor.terminate(ZYGOTE)
+
+    def stop(self, everything: bool) -> None:
+        """Stop the reactor soon (after the reply has gone out)."""
+        self.reactor.callLater(0.05, self._stop, everything)
+
+    def _stop(self, everything: bool) -> None:
+        if everything and self.xenstored is not None:
+            self.stopping = True
+            self.xs.close()
+            self.xenstored.stop()
+        self.reactor.stop()
+
+    # -- recovering after a restart --------------------------------------------
+
+    @inlineCallbacks
+    def recover(self):
+        """Rebuild every domain from xenstore, finish interrupted operations, adopt or
+        start backends, and clean up half-built domains.  Domains that stopped while
+        we were down are the guests' business (`Guests.reconcile`, next)."""
+        if self.emulated:
+            # The emulated host writes /local/domain/D before `create` can journal it: a
+            # daemon killed in between left a domain that no private record names.
+            known = set((yield self.domids()))
+            for domid, info in (yield self.host.domains()).items():
+                if domid not in known and not (yield self.guests.knows(info.uuid)):
+                    log.info("domain {domid}: cleaning up after an interrupted create",
+                             domid=domid)
+                    yield self.teardown(domid, graceful=False)
+        for domid in (yield self.domids()):
+            pending = yield self._pending(domid)
+            self.host.recover(domid)
+            alive = yield self.xs.exists(domainPath(domid))
+            if not alive or (pending and pending["op"] in ("create", "destroy")):
+                why = "it died" if not alive else f"an interrupted {pending['op']}"
+                log.info("domain {domid}: cleaning up after {why}", domid=domid, why=why)
+                yield self.teardown(domid, graceful=alive and pending["op"] == "destroy")
+                if pending and pending["op"] == "destroy":
+                    yield self.guests.forget(domid)
+                continue
+            domain = yield self.domain(domid)
+            if pending and pending["op"] == "attach":
+                yield self._rollbackAttach(domain, pending["before"])
+            elif pending and pending["op"] == "detach":
+                for deviceClass, devid in pending["devices"]:
+                    yield domain.controller(deviceClass).removeDevice(devid)
+            yield self._journal(domid, None)
+            yield self.backends.ensure(domain)
+
+    @inlineCallbacks
+    def _rollbackAttach(self, domain: Domain, before: dict):
+        ids = yield domain.deviceIDs()
+        for deviceClass in Domain.deviceClasses:
+            for devid in ids.get(deviceClass, []):
+                if devid not in before.get(deviceClass, []):
+                    yield domain.controller(deviceClass).removeDevice(devid)
+
+    # -- the domains -------------------------------------------------------------
+
+    @inlineCallbacks
+    def domids(self):
+        """Domains this daemon manages: those with a private record."""
+        names = yield self.xs.list(PRIVATE_ROOT)
+        return sorted(int(n) for n in names if n.isdigit())
+
+    @inlineCallbacks
+    def domain(self, domid: int):
+        name = (yield self.xs.readOrNone(f"{domainPath(domid)}/name")) or str(domid)
+        return Domain(self.xs, domid, name, self.reactor)
+
+    @inlineCallbacks
+    def resolve(self, what: str):
+        """A domain id from a name or an id given on the command line: any running
+        domain (on Xen, also one started by plain `xl create`), or one of ours."""
+        running = [int(n) for n in (yield self.xs.list("/local/domain")) if n.isdigit()]
+        for domid in sorted(set(running) | set((yield self.domids())) - {0}):
+            name = yield self.xs.readOrNone(f"{domainPath(domid)}/name")
+            if what == str(domid) or what == name:
+                return domid
+        raise DaemonError(f"domain {what!r} does not exist")
+
+    @inlineCallbacks
+    def _pending(self, domid: int):
+        value = yield self.xs.readOrNone(f"{PRIVATE_ROOT}/{domid}/pending")
+        return json.loads(value) if value else None
+
+    def _journal(self, domid: int, entry: dict | None) -> Any:
+        path = f"{PRIVATE_ROOT}/{domid}/pending"
+        if entry is None:
+            return self.xs.rm(path)
+        return self.xs.write(path, json.dumps(entry, separators=(",", ":")))
+
+    def _processEnded(self, key: str, how: str, clean: bool | None) -> None:
+        if self.stopping:
+            return
+        if key == ZYGOTE:
+            self.backends.zygoteEnded()
+            return
+        kind, _, number = key.partition("/")
+        domid = int(number)
+        if kind == "guest":
+            self.host.guestEnded(domid)
+            return
+        d = self._backendEnded(domid, how, clean)
+        d.addErrback(lambda f: log.failure("after {key} ended", f, key=key))
+
+    @inlineCallbacks
+    def _backendEnded(self, domid: int, how: str, clean: bool | None):
+        if domid in (yield self.domids()):
+            yield self.backends.ended((yield self.domain(domid)), how, clean,
+                                      restart=domid not in self.busy)
+
+    # -- operations -------------------------------------------------------------------
+
+    @inlineCallbacks
+    def create(self, config: DomainConfig):
+        """Build the domain, write its devices, start its backend and the domain, and
+        wait for the devices; on any failure undo all of it."""
+        config = self.guests.withUUID(config)
+        domid = yield self._building.run(self._build, config)
+        try:
+            crashPoint("create:journal")
+            domain = Domain(self.xs, domid, config.name, self.reactor)
+            created = yield domain.createDevices(config)
+            crashPoint("create:devices")
+            yield self.backends.ensure(domain)
+            crashPoint("create:backend")
+            yield self.host.startDomain(domid)
+            yield domain.waitForDevices(created, DEVICE_TIMEOUT)
+            yield self.guests.record(config, domain)
+            yield self._journal(domid, None)
+        except BaseException:
+            yield self.teardown(domid, graceful=False)
+            yield self.guests.forget(domid)
+            raise
+        finally:
+            self.busy.discard(domid)
+        log.info("domain {domid} ({name}) created", domid=domid, name=config.name)
+        return domid
+
+    @inlineCallbacks
+    def _build(self, config: DomainConfig):
+        """Check the name is free and build the domain: under `_building`, so that two
+        creates at once can neither both take a name nor both pick one domain id."""
+        for domid in (yield self.domids()):
+            if (yield self.xs.readOrNone(f"{domainPath(domid)}/name")) == config.name:
+                raise DaemonError(f"domain {config.name!r} already exists (domain {domid})")
+        domid = yield self.host.createDomain(config)
+        self.busy.add(domid)
+        try:
+            yield self._journal(domid, {"op": "create"})
+        except BaseException:
+            self.busy.discard(domid)
+            raise
+        return domid
+
+    @inlineCallbacks
+    def teardown(self, domid: int, graceful: bool, destroyDomain: bool = True):
+        """Take a domain's devices down (asking the guest if `graceful`), wait for its
+        backend to go, and destroy the domain (unless `destroyDomain` is False).  The
+        guest's record, if any, stays: that is `Guests`' decision."""
+        self.busy.add(domid)
+        try:
+            yield self._journal(domid, {"op": "destroy"})
+            crashPoint("destroy:journal")
+            domain = yield self.domain(domid)
+            # A backend left running by an earlier daemon is watched from here on, so
+            # that the domain goes only once its backend has.  Without a backend
+            # nobody would answer a graceful close: do not wait 10 s per device.
+            graceful = graceful and self.backends.find(domid) is not None
+            # Device by device rather than Domain.destroyDevices, which also removes the
+            # private record and with it this journal: a crash after that left the
+            # domain (and its guest) unmanaged for good.
+            for deviceClass in reversed(Domain.deviceClasses):
+                controller = domain.controller(deviceClass)
+                for devid in (yield controller.deviceIDs()):
+                    yield controller.destroyDevice(devid, force=not graceful)
+            yield self._removeBackendAreas(domid)
+            crashPoint("destroy:devices")
+            ended = self.supervisor.whenEnded(backendKey(domid))
+            timer = self.reactor.callLater(
+                BACKEND_EXIT_TIMEOUT, self.supervisor.terminate, backendKey(domid))
+            yield ended
+            if timer.active():
+                timer.cancel()
+            yield self._removeBackendAreas(domid)
+            if destroyDomain:
+                yield self.host.destroyDomain(domid)
+            yield self.xs.rm(f"{PRIVATE_ROOT}/{domid}")
+            self.backends.restarts.forget(backendKey(domid))
+        finally:
+            self.busy.discard(domid)
+        log.info("domain {domid}: devices {what}", domid=domid,
+                 what="and domain destroyed" if destroyDomain else "removed")
+
+    @inlineCallbacks
+    def _removeBackendAreas(self, domid: int):
+        """Remove what is left of the domain's backend areas once its devices are gone.
+        A backend step racing with a forced removal can write `state` into an area just
+        removed, recreating part of it; the toolstack owns the areas, so it sweeps."""
+        for deviceClass in Domain.deviceClasses:
+            yield self.xs.rm(backendDomainPath(domid, deviceClass))
+
+    @inlineCallbacks
+    def attach(self, domid: int, deviceClass: str, config: Any):
+        domain = yield self.domain(domid)
+        yield self._journal(domid, {"op": "attach", "before": (yield domain.deviceIDs())})
+        crashPoint("attach:journal")
+        if deviceClass == "vfb":
+            created = yield domain.attachDisplay(config)
+        else:
+            created = [("vkbd", (yield domain.controller("vkbd").createDevice(config)))]
+        crashPoint("attach:devices")
+        try:
+            yield self.backends.ensure(domain)
+            yield domain.waitForDevices(created, DEVICE_TIMEOUT)
+        except BaseException:
+            yield domain.rollback(created)
+            raise
+        finally:
+            yield self._journal(domid, None)
+        yield self.guests.devicesChanged(domain)
+        return dict(created)[deviceClass]
+
+    @inlineCallbacks
+    def detach(self, domid: int, deviceClass: str, devid: int, force: bool):
+        domain = yield self.domain(domid)
+        if devid not in (yield domain.controller(deviceClass).deviceIDs()):
+            raise DeviceError(f"Device {devid} ({deviceClass}) does not exist in domain {domid}")
+        devices = [[deviceClass, devid]]
+        if deviceClass == "vfb":
+            paired = yield domain.pairedKeyboard(devid)
+            if paired is not None:
+                devices.append(["vkbd", paired])
+        yield self._journal(domid, {"op": "detach", "devices": devices})
+        crashPoint("detach:journal")
+        if deviceClass == "vfb":
+            yield domain.detachDisplay(devid, force)
+        else:
+            yield domain.controller("vkbd").destroyDevice(devid, force)
+        crashPoint("detach:devices")
+        yield self._journal(domid, None)
+        yield self.guests.devicesChanged(domain)
+
+    @inlineCallbacks
+    def deviceList(self, domid: int, deviceClass: str):
+        domain = yield self.domain(domid)
+        rows = []
+        for devid in (yield domain.controller(deviceClass).deviceIDs()):
+            back = backendPath(domid, deviceClass, devid)
+            row = {
+                "devid": devid,
+                "backend_state": int(parseState((yield self.xs.readOrNone(f"{back}/state")))),
+                "frontend_state": int(parseState((yield self.xs.readOrNone(
+                    f"{frontendPath(domid, deviceClass, devid)}/state")))),
+                "hotplug_status": (yield self.xs.readOrNone(f"{back}/hotplug-status")),
+                "error": (yield self.xs.readOrNone(f"{back}/error")),
+            }
+            if deviceClass == "vfb":
+                port = yield self.xs.readOrNone(f"{back}/vnc-port")
+                row["vnc_port"] = int(port) if port and port.isdigit() else None
+                row["vnc_listen"] = yield self.xs.readOrNone(f"{back}/vnc-listen")
+                row["vkbd"] = yield domain.pairedKeyboard(devid)
+            rows.append(row)
+        return rows
+
+    @inlineCallbacks
+    def describe(self, domid: int):
+        """{class: deviceList} for every class, as `list` shows a domain."""
+        devices = {}
+        for deviceClass in reversed(Domain.deviceClasses):
+            devices[deviceClass] = yield self.deviceList(domid, deviceClass)
+        return devices
+
+
+def runDaemon(runDir: str, emulated: bool) -> int:
+    """Run the daemon in this process until it is shut down; the exit status."""
+    from twisted.internet import reactor
+
+    daemon = XendVfbDaemon(runDir, emulated, reactor)
+    status = []
+
+    def failed(failure: Any) -> None:
+        log.failure("the daemon could not start", failure)
+        status.append(f"Error: {failure.getErrorMessage()}")
+        reactor.stop()
+
+    def start() -> None:
+        d = daemon.startService()
+        d.addErrback(failed)
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", daemon.stopService)
+    reactor.run()
+    for line in status:
+        print(line, file=sys.stderr)
+    return 1 if status else 0
