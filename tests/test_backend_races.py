@@ -23,6 +23,7 @@ from tests.helpers_backend import (  # noqa: F401  (fixtures)
     xenstoreProxy,
 )
 from xend_vfb.guest.fb import VfbFrontend
+from xend_vfb.model import VfbConfig
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import backendPath, frontendPath
 
@@ -77,4 +78,35 @@ def test_destroy_while_connecting_is_not_overwritten(
     assert frontend.state == XenbusState.Closed
     # The keyboard, held up as long, connected as usual.
     yield waitStates(xs, DOMID, [("vkbd", 0)])
+    backend.assertHealthy()
+
+
+@pytest_twisted.inlineCallbacks
+def test_failure_for_a_removed_area_stays_out_of_the_new_one(
+        xs, guestFactory, backendProcess, xenstoreProxy):  # noqa: F811
+    """A display is created, removed and created again with the same id while the
+    backend is still starting the first: it finds that one gone and fails.  The
+    failure belongs to the removed area and must not land in the new one (which
+    would then never be served); the new one is served as any other."""
+    area = backendPath(DOMID, "vfb", 1)
+    domain, created = yield createDomain(xs, DOMID)
+    yield guestFactory(DOMID)
+    backend = backendProcess(DOMID, via=xenstoreProxy)
+    yield waitStates(xs, DOMID, created)
+    controller = domain.controller("vfb")
+
+    readingConfig = xenstoreProxy.holdAt(Op.DIRECTORY, area)  # its `init` reads the area
+    yield controller.createDevice(VfbConfig(vnc=True, vncunused=True), devid=1)
+    yield readingConfig
+    yield controller.removeDevice(1)
+    reporting = xenstoreProxy.holdAt(Op.TRANSACTION_START, "")  # the failure's write
+    xenstoreProxy.release()
+    yield reporting
+    yield controller.createDevice(VfbConfig(vnc=True, vncunused=True), devid=1)
+    xenstoreProxy.release()
+
+    assert (yield waitKey(xs, f"{area}/hotplug-status")) == "connected"
+    yield waitStates(xs, DOMID, [("vfb", 1)])
+    assert (yield xs.readOrNone(f"{area}/hotplug-error")) is None
+    assert "Device 1 (vfb) does not exist in domain 5" in backend.log()
     backend.assertHealthy()

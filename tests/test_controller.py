@@ -68,6 +68,12 @@ def setUpHost(xs):
     yield xs.mkdir("/xend-vfb/5")
 
 
+#: What `dump` shows for a backend area's `generation`: a fresh random value each time
+#: the area is written, checked there (16 hex digits) and shown as this.
+GENERATION = "<generation>"
+_GENERATION = re.compile(rf"{BE}/\w+/\d+/\d+/generation")
+
+
 @inlineCallbacks
 def dump(xs, root="/"):
     """{path: (value, perms)} for every node under `root` (xenstored's /tool left out)."""
@@ -77,7 +83,11 @@ def dump(xs, root="/"):
         path = todo.pop()
         if path == "/tool":
             continue
-        tree[path] = ((yield xs.read(path)), (yield xs.getPerms(path)))
+        value = yield xs.read(path)
+        if _GENERATION.fullmatch(path):
+            assert re.fullmatch("[0-9a-f]{16}", value), (path, value)
+            value = GENERATION
+        tree[path] = (value, (yield xs.getPerms(path)))
         for child in (yield xs.list(path)):
             todo.append(f"{path.rstrip('/')}/{child}")
     return tree
@@ -176,6 +186,7 @@ VFB_BACKEND_KEYS = {
     "domain": "guest",
     "frontend": "/local/domain/5/device/vfb/0",
     "frontend-id": "5",
+    "generation": GENERATION,
     "height": "768",
     "keymap": "en-us",
     "online": "1",
@@ -238,6 +249,7 @@ def test_create_vkbd_writes_probe_time_features(xs, host):
         "feature-abs-pointer": "1",
         "frontend": "/local/domain/5/device/vkbd/0",
         "frontend-id": "5",
+        "generation": GENERATION,
         "height": "768",
         "online": "1",
         "state": "1",
@@ -320,6 +332,7 @@ def test_stale_area_is_replaced(xs, host, leftover):
     yield xs.write(f"{BE}/vfb/5/0/hotplug-status", "connected")
     yield xs.write(f"{FE}/vfb/0/page-ref", "1234")
     yield xs.write(f"{PRIV}/vfb/0/vncpasswd", "old")
+    old = yield xs.readOrNone(f"{BE}/vfb/5/0/generation")
     if leftover == "backend-closed":
         yield xs.write(f"{BE}/vfb/5/0/state", "6")
     elif leftover == "frontend-missing":
@@ -330,6 +343,8 @@ def test_stale_area_is_replaced(xs, host, leftover):
     assert (yield control.createDevice(SECRET_VFB)) == 0
     assert (yield dump(xs)) == tree(
         HOST, dirs=VFB_DIRS, dev=vfbAreas(private={"vncpasswd": "s3cret"}))
+    # A new instance of the area: a backend still serving the old one can tell.
+    assert (yield xs.read(f"{BE}/vfb/5/0/generation")) != old
 
 
 @pytest_twisted.inlineCallbacks
@@ -563,6 +578,7 @@ def test_reconfigure_vkbd_keeps_probe_time_features(xs, host):
         "feature-abs-pointer": "1",
         "frontend": "/local/domain/5/device/vkbd/0",
         "frontend-id": "5",
+        "generation": GENERATION,
         "height": "768",
         "online": "1",
         "script": "vkbd-hotplug",
@@ -605,7 +621,8 @@ def test_a_third_class_is_a_registration(xs, host, monkeypatch):
         "type": "ioemu"})
     assert (yield dump(xs, f"{BE}/vcons/5/0")) == area(f"{BE}/vcons/5/0", BACK, {
         "backend": "0", "domain": "guest", "frontend": "/local/domain/5/device/vcons/0",
-        "frontend-id": "5", "online": "1", "rows": "25", "script": "c", "state": "1"})
+        "frontend-id": "5", "generation": GENERATION, "online": "1", "rows": "25",
+        "script": "c", "state": "1"})
     assert (yield control.configurations()) == {0: VkbdConfig(script="c")}
     yield control.destroyDevice(0, force=True)
     assert (yield xs.exists(f"{BE}/vcons/5")) is False

@@ -14,7 +14,11 @@ Closing) and nothing else.
 The toolstack's decisions win over ours: a state the backend publishes is
 written only if the state is still the one its pass read, so a destroy the
 toolstack wrote while a step was in flight (a connect, a hotplug script) is
-acted on by the next pass instead of being overwritten.
+acted on by the next pass instead of being overwritten.  And every write goes
+only into the instance of the backend area the device was started for (its
+`generation`, which the toolstack writes afresh with each area): a finding
+about an area the toolstack removed never lands in one it created at the
+same path since.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
+from xend_vfb.controller import GENERATION_KEY
 from xend_vfb.errors import GuestError, XendVfbError, XenstoreConnectionError, XenstoreError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
@@ -89,6 +94,9 @@ class BackendDevice:
         self.frontendPath = frontendPath(domid, devClass, devid)
         self.connected = False
         self.released = False
+        #: Which instance of the backend area this device serves (`GENERATION_KEY`),
+        #: read when it starts; None for an area written without one.
+        self.generation: str | None = None
         self._onReleased = onReleased
         self._watches: list = []
         self._running = False
@@ -112,6 +120,7 @@ class BackendDevice:
         """Start watching and run the first steps once the ops' `init` is done."""
         self._running = True  # changes seen meanwhile wait for `init`
         try:
+            self.generation = yield self.xs.readOrNone(f"{self.backendPath}/{GENERATION_KEY}")
             self._watches.append((yield self.xs.watch(self.backendPath, self.kick)))
             self._watches.append((yield self.xs.watch(f"{self.frontendPath}/state", self.kick)))
             yield maybeDeferred(self.ops.init, self)
@@ -290,7 +299,7 @@ class BackendDevice:
         try:
             yield maybeDeferred(self.ops.free, self)
         finally:
-            if (yield self.xs.exists(self.backendPath)):
+            if (yield self._ours(self.xs)):
                 yield self.hotplug("remove")
             log.info("{device} released", device=self)
             self._onReleased(self)
@@ -333,15 +342,26 @@ class BackendDevice:
 
     def writeKeys(self, keys: dict[str, str]) -> Deferred[bool]:
         """Write keys into our backend area, in one transaction that first checks the
-        area is still there: the toolstack owns the areas, and a write racing with its
-        removal must not bring part of one back.  Fires with whether it wrote."""
+        area is still there and still the instance we serve: the toolstack owns the
+        areas, and a write racing with its removal must not bring part of one back,
+        nor land in the area it created next at the same path.  Fires with whether
+        it wrote."""
         return self._write(keys)
+
+    @inlineCallbacks
+    def _ours(self, reader: Any):
+        """Whether our backend area is there and is the instance we serve; `reader`
+        is the connection or a transaction."""
+        if not (yield reader.exists(self.backendPath)):
+            return False
+        return (yield reader.readOrNone(f"{self.backendPath}/{GENERATION_KEY}")) == \
+            self.generation
 
     def _write(self, keys: dict[str, str], expectState: str | None = None) -> Deferred[bool]:
 
         @inlineCallbacks
         def write(tx):
-            if not (yield tx.exists(self.backendPath)):
+            if not (yield self._ours(tx)):
                 return False
             if expectState is not None and (
                     yield tx.readOrNone(f"{self.backendPath}/state")) != expectState:

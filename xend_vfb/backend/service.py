@@ -149,14 +149,21 @@ class DomainBackend:
 
     @inlineCallbacks
     def _failed(self, device: BackendDevice, why: str):
-        """A device that could not even start: report it as a hotplug failure."""
+        """A device that could not even start: report it as a hotplug failure, in the
+        area it was started for only (not one the toolstack wrote since, at the same
+        path, which a scan serves afresh)."""
         yield device.writeKeys({"hotplug-error": why[:1000], "hotplug-status": "error"})
         device.stop()
-        self.devices.pop((device.devClass, device.devid), None)
+        self._forget(device)
 
     def _released(self, device: BackendDevice) -> None:
-        self.devices.pop((device.devClass, device.devid), None)
+        self._forget(device)
         self._changed("")
+
+    def _forget(self, device: BackendDevice) -> None:
+        key = (device.devClass, device.devid)
+        if self.devices.get(key) is device:
+            del self.devices[key]
 
     # -- what ops ask for ----------------------------------------------------------
 
