@@ -4,25 +4,29 @@ The backend process talks to xenstored through a `XenstoreProxy`, which holds
 its requests from a chosen one on: the test then does what the toolstack does
 at exactly that point (destroy a device, remove and re-create its areas) and
 releases it.  Guests are the in-process simulator, the toolstack the
-project's own controllers.
+project's own controllers.  Also here: the toolstack writing a live device's
+areas anew, which the backend must take as a new device.
 """
 
 import pytest
 import pytest_twisted
 from pyxs._internal import Op
-from twisted.internet.defer import succeed
+from twisted.internet.defer import inlineCallbacks, succeed
 
 from tests.helpers_backend import (  # noqa: F401  (fixtures)
     backendProcess,
     createDomain,
     guestFactory,
     runDir,
+    screenshot,
+    status,
     waitFor,
     waitKey,
     waitStates,
     xenstoreProxy,
 )
 from xend_vfb.guest.fb import VfbFrontend
+from xend_vfb.guest.pattern import pixel
 from xend_vfb.model import VfbConfig
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import backendPath, frontendPath
@@ -109,4 +113,44 @@ def test_failure_for_a_removed_area_stays_out_of_the_new_one(
     yield waitStates(xs, DOMID, [("vfb", 1)])
     assert (yield xs.readOrNone(f"{area}/hotplug-error")) is None
     assert "Device 1 (vfb) does not exist in domain 5" in backend.log()
+    backend.assertHealthy()
+
+
+@pytest_twisted.inlineCallbacks
+def test_areas_written_anew_start_the_device_from_scratch(
+        xs, guestFactory, backendProcess):  # noqa: F811
+    """The toolstack writes a Connected display's areas anew, both removed and written
+    in one transaction with `state` back to Initialising (what reboot, restore and a
+    restarted toolstack do).  The backend drops the old connection and serves the new
+    areas from the start; the guest, which probes again, ends Connected with its new
+    page and event channel, and what it draws reaches the backend's copy."""
+    area = backendPath(DOMID, "vfb", 0)
+    domain, created = yield createDomain(xs, DOMID)
+    guest = yield guestFactory(DOMID)
+    backend = backendProcess(DOMID)
+    yield waitStates(xs, DOMID, created)
+    first = yield xs.read(f"{area}/generation")
+
+    controller = domain.controller("vfb")
+    config = yield controller.getDeviceConfiguration(0)
+    back, front = controller.getDeviceDetails(config, {})
+    record = yield controller.readArea(controller.privatePath(0))
+    # The controller's own area writer, as a re-creating toolstack uses it.
+    yield xs.transaction(lambda tx: controller._writeAreas(tx, 0, back, front, record))
+    assert (yield xs.read(f"{area}/state")) == S[XenbusState.Initialising]
+    assert (yield xs.read(f"{area}/generation")) != first
+
+    yield waitStates(xs, DOMID, [("vfb", 0)])
+    assert (yield xs.read(f"{area}/hotplug-status")) == "connected"
+    assert "<vfb/0 of domain 5>: its areas were written anew" in backend.log()
+    frontend = guest.device("vfb", 0)
+    frontend.draw(0, 0, 16, 16, pixel(0, 0, 255) * 256)
+
+    @inlineCallbacks
+    def drawn():
+        return (yield screenshot(backend)).getpixel((15, 15)) == (0, 0, 255)
+
+    yield waitFor(drawn, 10, "the guest's drawing in the new connection's copy")
+    reply = yield status(backend)
+    assert all(device["connected"] for device in reply["devices"])
     backend.assertHealthy()

@@ -177,6 +177,13 @@ class BackendDevice:
             # The toolstack removed the device.
             yield self.release()
             return
+        if (yield self.xs.readOrNone(f"{self.backendPath}/{GENERATION_KEY}")) != self.generation:
+            # The toolstack wrote the areas anew (a guest's reboot or restore, a restarted
+            # toolstack), whatever state we were in: this device is over, and the domain's
+            # backend serves the new one from the start, like any device it never saw.
+            log.info("{device}: its areas were written anew; starting over", device=self)
+            yield self.release()
+            return
         state = parseState(rawState)
         if self._pendingError is not None:
             # Seen by an event handler: fail here, in step order, so that no pass
