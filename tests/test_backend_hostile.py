@@ -31,6 +31,7 @@ from tests.helpers_backend import (  # noqa: F401  (fixtures)
 from xend_vfb.guest.fb import VfbFrontend
 from xend_vfb.guest.kbd import VkbdFrontend
 from xend_vfb.guest.pattern import patternBytes, pixel
+from xend_vfb.guestmem.emulated import GRANT_ENTRY, GTF_PERMIT_ACCESS
 from xend_vfb.model import VfbConfig, VkbdConfig
 from xend_vfb.protocol import fbif
 from xend_vfb.xenbus import XenbusState
@@ -176,6 +177,47 @@ def test_non_ascii_event_channel_written_raw(
     yield waitStates(xs, DOMID, GOOD)
     yield assertDeviceError(xs, backend, backendPath(DOMID, "vfb", 1),
                             "event-channel: invalid value")
+
+
+@pytest.mark.parametrize("protocol", [None, ""], ids=["missing", "empty"])
+@pytest_twisted.inlineCallbacks
+def test_no_protocol_means_x86_64(protocol, xs, guestFactory, backendProcess):  # noqa: F811
+    """docs/emulation.md: a missing or empty `protocol` is read as x86_64-abi, the
+    layout the simulated guest writes: the device connects and shows its pattern."""
+    guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, "vfb",
+                                              Keys("protocol", protocol))
+    yield waitStates(xs, DOMID, [("vfb", 1)])
+    assert (yield xs.readOrNone(f"{frontendPath(DOMID, 'vfb', 1)}/protocol")) == protocol
+    image = yield screenshot(backend, 1)
+    assert image.tobytes() == imageBytes(patternBytes(800, 600, DOMID, 1), 800, 600)
+    yield assertGoodDisplayServed(xs, backend)
+
+
+@pytest_twisted.inlineCallbacks
+def test_reserved_grant_reference_refused(xs, guestFactory, backendProcess):  # noqa: F811
+    """A keyboard page offered as grant reference 1, validly granted to domain 0 (on
+    Xen, the toolstack's grant of the guest's xenstore page): refused as reserved."""
+
+    class Hostile(VkbdFrontend):
+        def allocate(self):
+            d = maybeDeferred(super().allocate)
+            d.addCallback(self.grantAsReserved)
+            return d
+
+        def grantAsReserved(self, keys):
+            grants = os.path.join(self.domain.options.runDir, "guests", str(DOMID), "grants")
+            with open(grants, "r+b") as f:
+                f.seek(1 * GRANT_ENTRY.size)
+                f.write(GRANT_ENTRY.pack(GTF_PERMIT_ACCESS, 0, self.page.frames[0]))
+            return dict(keys, **{"page-gref": "1"})
+
+    domain, created = yield createDomain(xs, DOMID)
+    yield domain.controller("vkbd").createDevice(VkbdConfig(), devid=1)
+    yield guestFactory(DOMID, frontends={("vkbd", 1): Hostile})
+    backend = backendProcess(DOMID)
+    yield waitStates(xs, DOMID, GOOD)
+    yield assertDeviceError(xs, backend, backendPath(DOMID, "vkbd", 1),
+                            "page-gref 1 is reserved for the toolstack (0-7)")
 
 
 # -- bad events and states once connected -------------------------------------------------

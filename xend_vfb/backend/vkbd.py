@@ -18,6 +18,11 @@ __all__ = ["VkbdOps", "KeyboardProxy"]
 log = Logger()
 
 U32_MAX = 2**32 - 1
+#: Grant references below this are the toolstack's (Xen's GNTTAB_NR_RESERVED_ENTRIES):
+#: on Xen, 0 and 1 grant the guest's console and xenstore pages to their backends.  A
+#: frontend never offers them (Linux allocates from 8 on), so one that does is refused
+#: with that reason rather than having keyboard events written into those rings.
+FIRST_GUEST_GREF = 8
 
 
 @implementer(IInputSink)
@@ -44,6 +49,9 @@ class VkbdOps(DeviceOps):
         # refuse (os.pread overflowed on a 2**63 grant reference).
         gref = yield device.readFrontendInt("page-gref", required=False, default=-1,
                                             maximum=U32_MAX)
+        if 0 <= gref < FIRST_GUEST_GREF:
+            raise GuestError(f"{device.name}: page-gref {gref} is reserved for the toolstack "
+                             f"(0-{FIRST_GUEST_GREF - 1})")
         if gref >= 0:
             self.page = memory.mapGrant(device.domid, gref, True)
         else:
