@@ -365,6 +365,8 @@ class BackendDevice:
             self.generation
 
     def _write(self, keys: dict[str, str], expectState: str | None = None) -> Deferred[bool]:
+        """`writeKeys`, and with `expectState` only while `state` still holds it: both
+        checks and the writes in one transaction, so nothing slips in between."""
 
         @inlineCallbacks
         def write(tx):
