@@ -27,6 +27,7 @@ import uuid as uuidlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.logger import Logger
 
@@ -170,7 +171,13 @@ class Guests:
 
     @inlineCallbacks
     def _forget(self, uuid: str):
-        yield self.xs.rm(self._path(uuid))
+        @inlineCallbacks
+        def remove(tx):
+            yield tx.rm(self._path(uuid))
+            if not (yield tx.list(GUEST_ROOT)):
+                yield tx.rm(GUEST_ROOT)
+
+        yield self.xs.transaction(remove)
         self._notify(uuid)
 
     @inlineCallbacks
@@ -348,7 +355,7 @@ class Guests:
             changed.addTimeout(wait, self.daemon.reactor)
             try:
                 yield changed
-            except TimeoutError:
+            except defer.TimeoutError:
                 raise DaemonError(f"domain {domid} did not {reason.name} within "
                                   f"{wait:g} s (it was asked to)") from None
         return (yield self.recordOf(domid)) if record is None else (yield self._read(

@@ -165,7 +165,9 @@ class Simulator:
                 domain = GuestDomain(self.reactor, xs, memory, domid, self.options)
                 self.domains.append(domain)
                 yield domain.start()
-                yield xs.watch(f"{domainPath(domid)}/control/shutdown", self._requested)
+                request = f"{domainPath(domid)}/control/shutdown"
+                yield xs.watch(request, self._requested)
+                self._requested(request)  # one written before the watch was in place
         except XendVfbError as e:
             self._fail(str(e))
             return

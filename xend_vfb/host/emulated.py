@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -197,7 +198,7 @@ class EmulatedHost:
             yield self.requestShutdown(domid, ShutdownReason.suspend)
             try:
                 yield ended
-            except TimeoutError:
+            except defer.TimeoutError:
                 raise DaemonError(f"domain {domid} did not suspend within "
                                   f"{SUSPEND_TIMEOUT:g} s") from None
             if self._shutdownReason(domid) != ShutdownReason.suspend:
