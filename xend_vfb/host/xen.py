@@ -82,13 +82,15 @@ class XlDomain:
     domid: int
     name: str
     uuid: str
-    #: The State column, e.g. `r-----`, `--p---`, `---s--`, `---sc-`, `-----d`.
+    #: The State column: six positional letters, `r` running, `b` blocked, `p` paused,
+    #: `s` shut down, the reason's letter (`-rscw`: poweroff, reboot, suspend, crash,
+    #: watchdog), `d` dying; e.g. `--p---` (built paused), `---sr-` (rebooted, preserved).
     state: str
     shutdown: ShutdownReason | None
 
     @property
     def dying(self) -> bool:
-        return self.state.endswith("d")
+        return self.state[5:6] == "d"
 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -97,19 +99,20 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 def parseXlList(text: str) -> dict[int, XlDomain]:
     """{domid: XlDomain} from `xl list -v`.
 
-    A row is `Name ID Mem VCPUs State Time(s) UUID Reason-Code [Security Label]`;
-    Reason-Code is `-` while the domain runs, else Xen's SHUTDOWN_* code in hex.  A
-    shut-down domain whose code xl does not know counts as crashed."""
+    A row is `Name ID Mem VCPUs State Time(s) UUID Reason-Code Security-Label` (seen on
+    4.17: `xvfbx  1  128  1  ---sr-  78.3  0bb28071-...  1  -` after a reboot with
+    on_reboot=preserve); Reason-Code is `-` until the domain shuts down, then Xen's
+    SHUTDOWN_* code in hex.  A shut-down domain whose code is unknown counts as crashed."""
     found = {}
     for line in text.splitlines():
         words = line.split()
         uuids = [i for i, word in enumerate(words) if _UUID.match(word)]
-        if len(words) < 6 or not words[1].isdigit() or not uuids:
+        if len(words) < 6 or not words[1].isdigit() or not uuids or len(words[4]) != 6:
             continue  # the heading, or something that is not a row
         at = uuids[0]
         state = words[4]
         reason: ShutdownReason | None = None
-        if "s" in state or "c" in state:
+        if state[3] == "s":
             code = words[at + 1] if at + 1 < len(words) else "-"
             try:
                 reason = ShutdownReason(int(code, 16))
