@@ -361,87 +361,78 @@ class Guests:
         return (yield self.recordOf(domid)) if record is None else (yield self._read(
             record["uuid"]))
 
-    @inlineCallbacks
-    def save(self, domid: int, path: str):
+    def save(self, domid: int, path: str) -> Deferred[None]:
         """Save the guest to `path`; its record stays, waiting for the restore."""
-        yield self.lock.acquire()
-        try:
-            record = yield self.recordOf(domid)
-            if record is not None:
-                yield self._update(record["uuid"], devices=(yield (
-                    yield self.daemon.domain(domid)).snapshot()), state=AWAY)
-            self.daemon.busy.add(domid)
-            try:
-                yield self.daemon.host.save(domid, path)
-            except BaseException:
-                if record is not None:
-                    yield self._update(record["uuid"], state=RUNNING)
-                raise
-            finally:
-                self.daemon.busy.discard(domid)
-            yield self.daemon.teardown(domid, graceful=False)
-        finally:
-            self.lock.release()
+        return self.lock.run(self._leave, domid, self.daemon.host.save, path)
+
+    def migrate(self, domid: int, host: str) -> Deferred[int | None]:
+        """Move the guest to `host`; fires with its new domid when that is this host
+        (it arrives paused and runs once its devices are written)."""
+        return self.lock.run(self._migrate, domid, host)
 
     @inlineCallbacks
-    def restore(self, path: str):
+    def _migrate(self, domid: int, host: str):
+        record, new = yield self._leave(domid, self.daemon.host.migrate, host)
+        if new is None:
+            if record is not None:
+                yield self._forget(record["uuid"])
+            return None
+        yield self._arrived(record, new)
+        return new
+
+    @inlineCallbacks
+    def _leave(self, domid: int, move: Any, *arguments: Any):
+        """Move the guest out of domain `domid` with `move(domid, *arguments)` (a save,
+        a migration).  Its record says it is away first, so that a daemon killed
+        meanwhile keeps it; on failure the guest keeps running here.  Fires with the
+        record (None for a domain without one) and what `move` fired with."""
+        record = yield self.recordOf(domid)
+        if record is not None:
+            snapshot = yield (yield self.daemon.domain(domid)).snapshot()
+            yield self._update(record["uuid"], devices=snapshot, state=AWAY)
+            record["devices"] = snapshot
+        self.daemon.busy.add(domid)
+        try:
+            result = yield move(domid, *arguments)
+        except BaseException:
+            if record is not None:
+                yield self._update(record["uuid"], state=RUNNING)
+            raise
+        finally:
+            self.daemon.busy.discard(domid)
+        yield self.daemon.teardown(domid, graceful=False)
+        return record, result
+
+    def restore(self, path: str) -> Deferred[int]:
         """Restore a saved guest; fires with its new domid.  A guest we know gets its
         devices back before it runs again."""
-        yield self.lock.acquire()
-        try:
-            domid = yield self.daemon.host.restore(path)
-            self.daemon.busy.add(domid)
-            try:
-                info = (yield self.daemon.host.domains()).get(domid)
-                record = (yield self._read(info.uuid)) if info is not None else None
-                if record is not None:
-                    yield self.daemon.teardown(record["domid"], graceful=False)
-                    yield self._adopt(record, domid, start=True)
-                else:
-                    log.warn("domain {domid} restored from {path}: not a guest of ours, so "
-                             "no display", domid=domid, path=path)
-                    yield self.daemon.host.startDomain(domid)
-            except BaseException:
-                yield self.daemon.teardown(domid, graceful=False)
-                raise
-            finally:
-                self.daemon.busy.discard(domid)
-            return domid
-        finally:
-            self.lock.release()
+        return self.lock.run(self._restore, path)
 
     @inlineCallbacks
-    def migrate(self, domid: int, host: str):
-        """Move the guest to `host`; fires with its new domid when that is this host."""
-        yield self.lock.acquire()
-        try:
-            record = yield self.recordOf(domid)
-            if record is not None:
-                yield self._update(record["uuid"], devices=(yield (
-                    yield self.daemon.domain(domid)).snapshot()), state=AWAY)
-            self.daemon.busy.add(domid)
-            try:
-                new = yield self.daemon.host.migrate(domid, host)
-            except BaseException:
-                if record is not None:
-                    yield self._update(record["uuid"], state=RUNNING)
-                raise
-            finally:
-                self.daemon.busy.discard(domid)
-            yield self.daemon.teardown(domid, graceful=False)
-            if new is None:
-                if record is not None:
-                    yield self._forget(record["uuid"])
-                return None
-            self.daemon.busy.add(new)
-            try:
-                if record is not None:
-                    yield self._adopt(record, new, start=True)
-                else:
-                    yield self.daemon.host.startDomain(new)
-            finally:
-                self.daemon.busy.discard(new)
-            return new
-        finally:
-            self.lock.release()
+    def _restore(self, path: str):
+        domid = yield self.daemon.host.restore(path)
+        info = (yield self.daemon.host.domains()).get(domid)
+        record = (yield self._read(info.uuid)) if info is not None else None
+        if record is None:
+            log.warn("domain {domid} restored from {path}: not a guest of ours, so no "
+                     "display", domid=domid, path=path)
+        elif (yield self.xs.exists(f"{PRIVATE_ROOT}/{record['domid']}")):
+            yield self.daemon.teardown(record["domid"], graceful=False)
+        yield self._arrived(record, domid)
+        return domid
 
+    @inlineCallbacks
+    def _arrived(self, record: dict | None, domid: int):
+        """A paused domain of the guest arrived (restored, migrated): give it the
+        guest's devices and let it run; on failure, destroy it."""
+        self.daemon.busy.add(domid)
+        try:
+            if record is not None:
+                yield self._adopt(record, domid, start=True)
+            else:
+                yield self.daemon.host.startDomain(domid)
+        except BaseException:
+            yield self.daemon.teardown(domid, graceful=False)
+            raise
+        finally:
+            self.daemon.busy.discard(domid)

@@ -183,6 +183,8 @@ class XendVfbDaemon(MultiService):
             elif pending and pending["op"] == "detach":
                 for deviceClass, devid in pending["devices"]:
                     yield domain.controller(deviceClass).removeDevice(devid)
+            if pending:
+                yield self.guests.devicesChanged(domain)
             yield self._journal(domid, None)
             yield self.backends.ensure(domain)
 
