@@ -7,7 +7,8 @@
 # everything is writable in memory without touching the host.  /dev, /proc
 # (with /proc/xen) and /sys are bound in recursively; the writable results
 # share is mounted at /xentest-results.  dom0-stage2.sh then runs in that root.
-# The kernel command line carries xentest.repo= and xentest.work=.
+# The kernel command line carries xentest.repo=, xentest.work=, xentest.xenstore=
+# and xentest.args= (the driver's options, ':' for spaces).
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -17,12 +18,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 say() { echo "XENTEST-DOM0: $*"; }
-REPO= WORK= XS=socket
+REPO= WORK= XS=socket ARGS=
 for word in $(cat /proc/cmdline); do
     case $word in
         xentest.repo=*) REPO=${word#*=} ;;
         xentest.work=*) WORK=${word#*=} ;;
         xentest.xenstore=*) XS=${word#*=} ;;
+        xentest.args=*) ARGS=$(echo "${word#*=}" | tr ':' ' ') ;;
     esac
 done
 say "kernel $(uname -r) up $(cut -d' ' -f1 /proc/uptime)s repo=$REPO work=$WORK"
@@ -49,7 +51,7 @@ mount --rbind /sys /host/sys
 mkdir -p /host/xentest-results
 mount -t 9p -o $O results /host/xentest-results || fail "cannot mount the results share"
 say "root ready up $(cut -d' ' -f1 /proc/uptime)s"
-chroot /host /bin/bash "$REPO/xentest/dom0-stage2.sh" "$REPO" "$WORK" "$XS"
+chroot /host /bin/bash "$REPO/xentest/dom0-stage2.sh" "$REPO" "$WORK" "$XS" $ARGS
 say "stage2 exit status $? up $(cut -d' ' -f1 /proc/uptime)s"
 sync
 poweroff -f

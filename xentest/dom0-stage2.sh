@@ -2,10 +2,12 @@
 # dom0, stage 2: runs as root in the overlay of the host's root (see dom0-init.sh).
 # Installs Xen's tools from the unpacked .debs into the in-memory overlay, starts
 # xenstored, xen-init-dom0 and xenconsoled, then the test driver from the checkout
-# with the checkout's own .venv.  usage: dom0-stage2.sh REPO WORK [socket|xenbus]
+# with the checkout's own .venv.
+# usage: dom0-stage2.sh REPO WORK [socket|xenbus] [DRIVER OPTIONS...]
 REPO=$1
 WORK=$2
 XS=${3:-socket}
+shift 3
 OUT=/xentest-results
 say() { echo "XENTEST-DOM0: $*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -38,7 +40,7 @@ export PYTHONUNBUFFERED=1
 export PYTHONPYCACHEPREFIX=$WORK/pycache   # filled by run.sh on the host
 say "starting the driver $(up)s"
 "$REPO/.venv/bin/python" "$REPO/xentest/dom0_test.py" --repo "$REPO" --work "$WORK" --out "$OUT" \
-    --xenstore "$XS"
+    --xenstore "$XS" "$@"
 rc=$?
 if [ $rc -ne 0 ]; then
     {

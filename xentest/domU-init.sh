@@ -9,12 +9,20 @@
 #   DOMU: FB1 gone ...     /dev/fb1 went away again (vfb-detach)
 #   DOMU: REDRAW ...       after the key R: the guest redraws its framebuffer
 #                          (alternating noise and black frames) for $REDRAW_SECS
+#   DOMU: DEV ...          whenever /dev/fb0 or the kernel's vfb-0/vkbd-0 state
+#                          changes (e.g. across a save/restore or a migration)
+#   DOMU: REBOOTING ...    after the key B: the guest reboots itself (reboot -f)
 # It writes lines of text to tty1, which fbcon shows on the framebuffer.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 insmod /lib/modules/evdev.ko
+# `xl shutdown` makes the kernel run /sbin/poweroff (orderly_poweroff); with no init
+# system to ask, power off at once.  (`xl reboot` needs nothing: with Ctrl-Alt-Del
+# left to the kernel, it restarts by itself.)
+printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' > /sbin/poweroff
+chmod 755 /sbin/poweroff
 REDRAW_SECS=40
 say() { echo "DOMU: $*"; }
 say "UP $(uname -r) at $(cut -d' ' -f1 /proc/uptime)s"
@@ -41,10 +49,18 @@ for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
 done
 say "TEXT written to tty1"
 
-# Hot-plugged displays: report /dev/fb1 coming and going.
+# Hot-plugged displays: report /dev/fb1 coming and going; and the state of fb0,
+# vfb-0 and vkbd-0 whenever it changes.
 (
     prev=gone
+    dev=
     while :; do
+        if [ -e /dev/fb0 ]; then fb0=present; else fb0=gone; fi
+        now="fb0=$fb0 vfb-0=$(cat /sys/bus/xen/devices/vfb-0/state 2>/dev/null) vkbd-0=$(cat /sys/bus/xen/devices/vkbd-0/state 2>/dev/null)"
+        if [ "$now" != "$dev" ]; then
+            say "DEV $now at $(cut -d' ' -f1 /proc/uptime)s"
+            dev=$now
+        fi
         if [ -e /dev/fb1 ]; then now=present; else now=gone; fi
         if [ "$now" != "$prev" ]; then
             if [ $now = present ]; then
@@ -98,7 +114,7 @@ say "READY keyboard=${kbd:-none}"
 if [ -n "$kbd" ]; then
     # struct input_event on x86_64: 16 bytes of time, u16 type, u16 code, s32 value.
     # EV_KEY (1), KEY_R (19), pressed (1): ...0100 1300 01000000 (KEY_P is 25,
-    # 0x19: a redraw paced at about 5 frames/s).  One event per
+    # 0x19: a redraw paced at about 5 frames/s; KEY_B is 48, 0x30: reboot).  One event per
     # dd from a descriptor held open (a pipe from hexdump would sit in its buffer).
     (
         exec 3< "/dev/input/$kbd"
@@ -109,6 +125,7 @@ if [ -n "$kbd" ]; then
             case $hex in
                 *0100130001000000) redraw & ;;
                 *0100190001000000) redraw 200000 & ;;
+                *0100300001000000) say "REBOOTING itself"; reboot -f ;;
             esac
         done
     ) &

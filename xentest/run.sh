@@ -9,7 +9,8 @@
 # XENTEST_WORK (default /var/tmp/xend-vfb-xen): downloads, images, and one
 # directory per run under runs/ (boot.log, report.txt, results.json, the
 # guest's console, the backend's log, screenshots).  XENTEST_TIMEOUT: seconds
-# before QEMU is stopped (default 900).  XENTEST_XENSTORE: how the project's
+# before QEMU is stopped (default 1500).  XENTEST_ARGS: options for the driver
+# in dom0 (dom0_test.py), e.g. "--fps --migrations 3".  XENTEST_XENSTORE: how the project's
 # code in dom0 reaches xenstored: socket (default, what connect() picks in a
 # dom0 running xenstored) or xenbus (/dev/xen/xenbus; see docs/xen-harness.md
 # for the xenstored 4.17 abort this still meets).
@@ -18,7 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 export XENTEST_WORK=${XENTEST_WORK:-/var/tmp/xend-vfb-xen}
 WORK=$XENTEST_WORK
-TIMEOUT=${XENTEST_TIMEOUT:-900}
+TIMEOUT=${XENTEST_TIMEOUT:-1500}
 
 if [ ! -x "$REPO/.venv/bin/python" ]; then
     echo "xentest: $REPO/.venv is missing: run ./test.sh once to set it up" >&2
@@ -35,6 +36,10 @@ PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$PYCACHE "$PY" -m compileall -q -j0
     "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')" >/dev/null 2>&1 || true
 
+# The driver's options travel on dom0's kernel command line as one word, ':' for spaces
+# (QEMU splits -initrd at commas).
+DRIVER_ARGS=$(echo ${XENTEST_ARGS:-} | tr ' ' ':')
+case $DRIVER_ARGS in *[!A-Za-z0-9=:._-]*) echo "xentest: XENTEST_ARGS: letters, digits, '-', '=', '.', '_' only" >&2; exit 2 ;; esac
 RUN=$WORK/runs/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN"
 ln -sfn "$RUN" "$WORK/runs/latest"
@@ -48,7 +53,7 @@ timeout --foreground "$TIMEOUT" qemu-system-x86_64 \
     -nographic -monitor none -serial stdio -no-reboot \
     -kernel "$WORK/xen" \
     -append "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M loglvl=all guest_loglvl=all noreboot" \
-    -initrd "$WORK/vmlinuz console=hvc0 earlyprintk=xen rdinit=/init xentest.repo=$REPO xentest.work=$WORK xentest.xenstore=${XENTEST_XENSTORE:-socket},$WORK/dom0.cpio.gz" \
+    -initrd "$WORK/vmlinuz console=hvc0 earlyprintk=xen rdinit=/init xentest.repo=$REPO xentest.work=$WORK xentest.xenstore=${XENTEST_XENSTORE:-socket} xentest.args=$DRIVER_ARGS,$WORK/dom0.cpio.gz" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$RUN,mount_tag=results,security_model=none,multidevs=remap" \
     < /dev/null 2>&1 | python3 -u -c '
