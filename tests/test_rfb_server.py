@@ -137,8 +137,9 @@ async def startDisplay(screen, sink=None, **kwargs):
 
 
 async def connect(port, password=None, encoding=rfb.Encoding.RAW, pixelFormat=None,
-                  version=(3, 8), pseudodesktop=True) -> Client:
+                  version=(3, 8), pseudodesktop=True, qemuExtendedKey=True) -> Client:
     factory = Factory()
+    factory.qemu_extended_key = qemuExtendedKey
     factory.password = password
     factory.pixelFormat = pixelFormat
     factory.pseudodesktop = pseudodesktop

@@ -32,6 +32,7 @@ class Encoding(IntEnum):
     HEXTILE = 5
     ZRLE = 16
     DESKTOP_SIZE = -223
+    QEMU_EXTENDED_KEY_EVENT = -258
 
 
 _PIXEL_ENCODINGS = (Encoding.ZRLE, Encoding.HEXTILE, Encoding.RAW)
@@ -66,6 +67,8 @@ class RectEncoder:
     def __init__(self) -> None:
         self.encoding = Encoding.RAW
         self.desktopSize = False
+        #: Every encoding and pseudo-encoding the client listed.
+        self.accepted: frozenset[int] = frozenset()
         self.pixelFormat = NATIVE
         self._translators: dict[Encoding, Translator] = {}
         # One zlib stream for the connection's whole life, as ZRLE requires.
@@ -74,6 +77,7 @@ class RectEncoder:
     def setEncodings(self, encodings: Iterable[int]) -> None:
         """Take a client's SetEncodings list (most preferred first)."""
         listed = list(encodings)
+        self.accepted = frozenset(listed)
         self.desktopSize = Encoding.DESKTOP_SIZE in listed
         self.encoding = next((Encoding(e) for e in listed if e in _PIXEL_ENCODINGS), Encoding.RAW)
 
@@ -136,6 +140,10 @@ class RectEncoder:
                 parts += (_ZRLE_RAW, tile)
         data = self._zlib.compress(b"".join(parts)) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
         return [_LENGTH.pack(len(data)), data]
+
+    def pseudoRect(self, encoding: Encoding, width: int = 0, height: int = 0) -> bytes:
+        """A pseudo-rectangle without data (e.g. QEMU's extended key event acknowledgement)."""
+        return RECT_HEADER.pack(0, 0, width, height, encoding)
 
     def desktopSizeRect(self, width: int, height: int) -> bytes:
         """The DesktopSize pseudo-rectangle announcing a new screen size."""

@@ -10,6 +10,11 @@ overlapping typing right; the cost is that auto-repeat of such a key in the
 guest repeats the unmodified level.  Caps Lock pressed through the viewer is
 tracked so letters are not inverted twice.
 
+Clients with QEMU extended key events send the key's position (an XT
+scancode) with each keysym: that key goes to the guest as it is, its layout
+decides what it means, and no modifier is adjusted.  A scancode we do not know
+(or 0) falls back to the keysym.
+
 Pointer: buttons 1-3 become BTN_LEFT/BTN_MIDDLE/BTN_RIGHT key events when they
 change; pressing button 4 or 5 (wheel) is one step of dz -1 or +1.  Positions
 go as they are when the guest asked for an absolute pointer, and otherwise as
@@ -29,6 +34,7 @@ from xend_vfb.rfb.keymaps import (
     KEY_RIGHTSHIFT,
     Keymap,
 )
+from xend_vfb.rfb.scancodes import xtToLinux
 
 __all__ = ["Keyboard", "Pointer", "BTN_LEFT", "BTN_RIGHT", "BTN_MIDDLE"]
 
@@ -59,6 +65,23 @@ class Keyboard:
             self._press(keysym)
         else:
             self._release(keysym)
+
+    def scancodeEvent(self, scancode: int, keysym: int, down: bool) -> None:
+        """A QEMU extended key event: the client's XT scancode, and its keysym as a fallback."""
+        keycode = xtToLinux(scancode)
+        if keycode is None:
+            self.keyEvent(keysym, down)
+            return
+        if down:
+            if keycode == KEY_CAPSLOCK and keycode not in self._down:
+                self._capsLock = not self._capsLock
+            self._down.add(keycode)
+            self._sink.keyEvent(keycode, True)
+        elif keycode in self._down:
+            self._down.discard(keycode)
+            for sym in [sym for sym, code in self._byKeysym.items() if code == keycode]:
+                del self._byKeysym[sym]
+            self._sink.keyEvent(keycode, False)
 
     def _press(self, keysym: int) -> None:
         combo = self._keymap.lookup(keysym)

@@ -14,6 +14,10 @@ take a new screen size (no DesktopSize pseudo-encoding) is disconnected when
 the screen is resized; reconnecting shows the new size.  A screen size RFB
 cannot carry (beyond 65535 either way) is never announced: the viewer is
 disconnected instead, with the reason in the log.
+
+A client listing QEMU's extended key event pseudo-encoding is told, as QEMU
+does, with a rectangle of that encoding (in its next update); from then on its
+keys may come as positions (XT scancodes), which need no keymap (`input`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from zope.interface import implementer
 from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.rfb.des import vncAuthResponse
-from xend_vfb.rfb.encodings import RectEncoder
+from xend_vfb.rfb.encodings import Encoding, RectEncoder
 from xend_vfb.rfb.input import Keyboard, Pointer
 from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
@@ -65,9 +69,13 @@ _POINTER_EVENT = struct.Struct("!BHH")
 
 # Client message type -> bytes that follow the type byte before any variable part.
 _SET_PIXEL_FORMAT, _SET_ENCODINGS, _UPDATE, _KEY, _POINTER, _CUT_TEXT = 0, 2, 3, 4, 5, 6
+_QEMU = 255  # QEMU client message: a subtype byte, then the subtype's body
 _MESSAGE_SIZES = {
     _SET_PIXEL_FORMAT: 19, _SET_ENCODINGS: 3, _UPDATE: 9, _KEY: 7, _POINTER: 5, _CUT_TEXT: 7,
+    _QEMU: 1,
 }
+_QEMU_EXTENDED_KEY = 0
+_QEMU_KEY_EVENT = struct.Struct("!HII")  # down, keysym, XT scancode
 
 log = Logger()
 
@@ -88,6 +96,8 @@ class RFBServerProtocol(Protocol):
         self._request: Rect | None = None
         self._clientSize = (0, 0)
         self._resizePending = False
+        #: Pseudo-rectangles owed to the client, sent with its next update.
+        self._pseudo: list[bytes] = []
         self._paused = False
         self._sendCall: Any = None
         self._closing = False
@@ -227,6 +237,11 @@ class RFBServerProtocol(Protocol):
             self._keyboard.keyEvent(keysym, bool(down))
         elif kind == _POINTER:
             self._pointer.pointerEvent(*_POINTER_EVENT.unpack(body))
+        elif kind == _QEMU:
+            if body[0] != _QEMU_EXTENDED_KEY or not self._extendedKeys:
+                self._drop(f"unexpected QEMU message subtype {body[0]}")
+            else:
+                self._expect(_QEMU_KEY_EVENT.size, self._gotExtendedKey)
         else:
             # ClientCutText: the text is read and ignored (the guest has no clipboard channel).
             (length,) = struct.unpack("!xxxI", body)
@@ -235,9 +250,27 @@ class RFBServerProtocol(Protocol):
             elif length:
                 self._expect(length, lambda text: self._expect(1, self._gotMessageType))
 
+    def _gotExtendedKey(self, data: bytes) -> None:
+        down, keysym, scancode = _QEMU_KEY_EVENT.unpack(data)
+        self._keyboard.scancodeEvent(scancode, keysym, bool(down))
+        self._expect(1, self._gotMessageType)
+
+    @property
+    def _extendedKeys(self) -> bool:
+        return Encoding.QEMU_EXTENDED_KEY_EVENT in self._encoder.accepted
+
     def _gotEncodings(self, data: bytes) -> None:
+        hadExtendedKeys = self._extendedKeys
         self._encoder.setEncodings(struct.unpack(f"!{len(data) // 4}i", data))
         self._expect(1, self._gotMessageType)
+        if self._extendedKeys and not hadExtendedKeys:
+            # As QEMU does: a rectangle of that pseudo-encoding says the server takes
+            # them.  It goes with the next update the client asks for (RFB sends
+            # updates only on request; clients ask right after SetEncodings).
+            screen = self._display.screen
+            self._pseudo.append(self._encoder.pseudoRect(
+                Encoding.QEMU_EXTENDED_KEY_EVENT, screen.width, screen.height))
+            self._maybeSend()
 
     def _setPixelFormat(self, data: bytes) -> None:
         try:
@@ -300,7 +333,7 @@ class RFBServerProtocol(Protocol):
             and self._request is not None
             and not self._paused
             and not self._closing
-            and (self._resizePending or self._dirty)
+            and (self._resizePending or self._dirty or self._pseudo)
         ):
             self._sendCall = self._display.reactor.callLater(0, self._sendUpdate)
 
@@ -310,6 +343,7 @@ class RFBServerProtocol(Protocol):
             return
         screen = self._display.screen
         size = (screen.width, screen.height)
+        pseudo, self._pseudo = self._pseudo, []
         if self._resizePending:
             self._resizePending = False
             if size != self._clientSize:
@@ -320,16 +354,18 @@ class RFBServerProtocol(Protocol):
                 self._clientSize = size
                 self._request = None
                 self.transport.write(
-                    _UPDATE_HEADER.pack(0, 1) + self._encoder.desktopSizeRect(*size)
+                    _UPDATE_HEADER.pack(0, len(pseudo) + 1) + b"".join(pseudo)
+                    + self._encoder.desktopSizeRect(*size)
                 )
                 return
         area = intersect(self._request, (0, 0, *size))
         rects = self._dirty.take(area) if area is not None else []
-        if not rects:
+        if not rects and not pseudo:
             return
         self._request = None
         pixels = screen.pixels()
-        chunks: list[bytes | memoryview] = [_UPDATE_HEADER.pack(0, len(rects))]
+        chunks: list[bytes | memoryview] = [_UPDATE_HEADER.pack(0, len(pseudo) + len(rects))]
+        chunks += pseudo
         for x, y, w, h in rects:
             chunks += self._encoder.encode(pixels, screen.width, x, y, w, h)
         self.transport.write(b"".join(chunks))
