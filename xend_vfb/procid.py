@@ -2,14 +2,16 @@
 
 A pid alone can be reused after the process exits; the pair (pid, start time
 in clock ticks since boot, field 22 of /proc/PID/stat) cannot, so records of
-the processes we start (xenstored, backends, guests) keep both.
+the processes we start (xenstored, backends, guests) keep both.  A process's
+name as `pgrep -f` sees it can be rewritten in place (`setCommandLine`).
 """
 
+import ctypes
 import os
 import signal
 from dataclasses import dataclass
 
-__all__ = ["ProcessId", "startTime"]
+__all__ = ["ProcessId", "setCommandLine", "startTime"]
 
 
 def startTime(pid: int) -> int | None:
@@ -63,3 +65,13 @@ class ProcessId:
         except ProcessLookupError:
             return False
         return True
+
+
+def setCommandLine(words: list[str]) -> None:
+    """Rewrite this process's /proc/PID/cmdline in place (as setproctitle does): the
+    kernel shows the bytes between arg_start and arg_end, which we may overwrite."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # fields 48 and 49: arg_start, arg_end
+    text = b"\0".join(w.encode() for w in words)[: end - start - 1]
+    ctypes.memmove(start, text + bytes(end - start - len(text)), end - start)

@@ -53,15 +53,16 @@ class _Supervised:
 
 
 class _ChildProtocol(ProcessProtocol):
-    def __init__(self, supervisor: ProcessSupervisor, key: str) -> None:
+    def __init__(self, supervisor: ProcessSupervisor) -> None:
         self.supervisor = supervisor
-        self.key = key
+        self.supervised: _Supervised | None = None
 
     def processEnded(self, reason: Any) -> None:
         code = getattr(reason.value, "exitCode", None)
         sig = getattr(reason.value, "signal", None)
         how = f"killed by signal {sig}" if sig else f"exit status {code}"
-        self.supervisor._ended(self.key, how, clean=code == 0 and not sig)
+        if self.supervised is not None:
+            self.supervisor._ended(self.supervised, how, clean=code == 0 and not sig)
 
 
 def readRecord(recordPath: str) -> ProcessId | None:
@@ -114,16 +115,17 @@ class ProcessSupervisor(Service):
         argv = ["/usr/bin/setsid", *command]
         logFd = os.open(logPath, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         nullFd = os.open(os.devnull, os.O_RDONLY)
+        protocol = _ChildProtocol(self)
         try:
             transport = self.reactor.spawnProcess(
-                _ChildProtocol(self, key), argv[0], argv, env=self.environ,
+                protocol, argv[0], argv, env=self.environ,
                 childFDs={0: nullFd, 1: logFd, 2: logFd})
         finally:
             os.close(logFd)
             os.close(nullFd)
         process = ProcessId.of(transport.pid) or ProcessId(transport.pid, 0)
         self._writeRecord(recordPath, process)
-        self.processes[key] = _Supervised(key, process, recordPath)
+        protocol.supervised = self.processes[key] = _Supervised(key, process, recordPath)
         log.info("{key} started: {process}", key=key, process=process)
         return process
 
@@ -150,13 +152,13 @@ class ProcessSupervisor(Service):
         try:
             supervised.pidfd = os.pidfd_open(process.pid)
         except ProcessLookupError:
-            self._ended(key, "gone before it could be adopted", clean=None)
+            self._ended(supervised, "gone before it could be adopted", clean=None)
             return
         if not process.alive():  # exited between the check and pidfd_open
-            self._ended(key, "gone before it could be adopted", clean=None)
+            self._ended(supervised, "gone before it could be adopted", clean=None)
             return
         supervised.reader = FdReader(supervised.pidfd, lambda: self._ended(
-            key, "exited", clean=None), key)
+            supervised, "exited", clean=None), key)
         self.reactor.addReader(supervised.reader)
         log.info("{key} adopted: {process}", key=key, process=process)
 
@@ -168,10 +170,22 @@ class ProcessSupervisor(Service):
             os.close(supervised.pidfd)
             supervised.pidfd = None
 
-    def _ended(self, key: str, how: str, clean: bool | None) -> None:
-        supervised = self.processes.pop(key, None)
-        if supervised is None:
+    def rekey(self, key: str, newKey: str, newRecordPath: str) -> None:
+        """The process for `key` now serves as `newKey` (a backend that follows its guest
+        to a new domain): watched and recorded under the new key and record."""
+        supervised = self.processes.pop(key)
+        self._writeRecord(newRecordPath, supervised.process)
+        if os.path.exists(supervised.recordPath):
+            os.unlink(supervised.recordPath)
+        supervised.key, supervised.recordPath = newKey, newRecordPath
+        self.processes[newKey] = supervised
+        log.info("{key} is now {newKey}", key=key, newKey=newKey)
+
+    def _ended(self, supervised: _Supervised, how: str, clean: bool | None) -> None:
+        key = supervised.key
+        if self.processes.get(key) is not supervised:
             return
+        del self.processes[key]
         self._forget(supervised)
         if readRecord(supervised.recordPath) is None and os.path.exists(supervised.recordPath):
             os.unlink(supervised.recordPath)

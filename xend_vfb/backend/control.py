@@ -34,6 +34,13 @@ class BackendControl:
     def op_status(self, request: dict) -> dict:
         return self.backend.status()
 
+    def op_hold(self, request: dict) -> dict:
+        self.backend.hold(float(request["seconds"]))
+        return {}
+
+    def op_follow(self, request: dict) -> Any:
+        return self.backend.follow(int(request["domid"])).addCallback(lambda _: {})
+
     def op_screenshot(self, request: dict) -> dict:
         png = io.BytesIO()
         screenshot(self.backend.screen(int(request.get("devid", 0))), png)

@@ -11,6 +11,7 @@ tools find it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -23,6 +24,7 @@ from xend_vfb.backend.service import DomainBackend
 from xend_vfb.errors import XendVfbError
 from xend_vfb.guestmem import guestmemFor
 from xend_vfb.log import startLogging
+from xend_vfb.procid import setCommandLine
 from xend_vfb.xenstore import connect
 
 __all__ = ["main", "defaultMode"]
@@ -50,9 +52,25 @@ def serve(reactor, arguments: argparse.Namespace):
     memory, channels = guestmemFor(arguments.mode or defaultMode(), arguments.run_dir, reactor)
     xs = yield connect()
     backend = DomainBackend(xs, arguments.domid, memory, channels, reactor)
-    port = yield listenControl(reactor, controlSocketPath(arguments.run_dir, arguments.domid),
-                               backend)
+    ports = [(yield listenControl(reactor, controlSocketPath(arguments.run_dir,
+                                                             arguments.domid), backend))]
     stopped: Deferred[str] = Deferred()
+
+    @inlineCallbacks
+    def followed(old: int, new: int):
+        # The guest's new domain: answer at its control socket, under its name.
+        yield ports.pop().stopListening()
+        with contextlib.suppress(OSError):
+            os.unlink(controlSocketPath(arguments.run_dir, old))
+        ports.append((yield listenControl(reactor, controlSocketPath(arguments.run_dir, new),
+                                          backend)))
+        words = sys.argv[1:]
+        if "--domid" in words[:-1]:
+            words[words.index("--domid") + 1] = str(new)
+        setCommandLine(["xend-vfb-backend", *words])
+
+    backend.onFollow = lambda old, new: followed(old, new).addErrback(
+        lambda f: log.failure("moving the control socket to domain {new}", f, new=new))
 
     def shuttingDown() -> None:
         # SIGTERM: a clean stop.  Closing connections on the way out must not read as
@@ -68,12 +86,12 @@ def serve(reactor, arguments: argparse.Namespace):
     log.info("backend of domain {domid} running (pid {pid})", domid=arguments.domid,
              pid=os.getpid())
     why = yield stopped
-    log.info("backend of domain {domid} exiting: {why}", domid=arguments.domid, why=why)
-    yield port.stopListening()
+    log.info("backend of domain {domid} exiting: {why}", domid=backend.domid, why=why)
+    yield ports.pop().stopListening()
     backend.stop()
     xs.close()
     if why not in ("no devices", "stopped"):
-        raise XendVfbError(f"backend of domain {arguments.domid}: {why}")
+        raise XendVfbError(f"backend of domain {backend.domid}: {why}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from xend_vfb.backend.device import BackendDevice, DeviceOps
-from xend_vfb.backend.vfb import VfbOps
+from xend_vfb.backend.vfb import HeldDisplay, VfbOps
 from xend_vfb.backend.vkbd import KeyboardProxy, VkbdOps
 from xend_vfb.controller import controllerClass
 from xend_vfb.domain import PAIRED_KEYBOARD
@@ -58,6 +58,11 @@ class DomainBackend:
         self._scanning = False
         self._rescan = False
         self._stopped = False
+        #: Displays kept for the guest's next domain (`hold`), by vfb devid.
+        self._held: dict[int, HeldDisplay] = {}
+        self._holdTimer: Any = None
+        #: Called with (old, new) domid once `follow` has moved to the new domain.
+        self.onFollow: Callable[[int, int], None] = lambda old, new: None
 
     @inlineCallbacks
     def start(self):
@@ -70,9 +75,73 @@ class DomainBackend:
     def stop(self) -> None:
         """The process is stopping: release mappings, leave xenstore for a successor."""
         self._stopped = True
+        self._cancelHold()
         for device in list(self.devices.values()):
             device.stop()
         self.devices.clear()
+        self._dropHeld()
+
+    # -- following the guest to a new domain -----------------------------------------
+
+    def hold(self, seconds: float) -> None:
+        """The guest is about to get a new domain (reboot, save, migration): keep each
+        display, black, with its viewers, when its device goes, and stay up without
+        devices for `seconds`, waiting for `follow`."""
+        self._cancelHold()
+        self._holdTimer = self.reactor.callLater(seconds, self._holdExpired)
+        log.info("domain {domid}: holding its displays for the next domain", domid=self.domid)
+
+    @property
+    def holding(self) -> bool:
+        return self._holdTimer is not None
+
+    def keep(self, devid: int, held: HeldDisplay) -> bool:
+        """A vfb's display as its device goes: kept if holding (True), else not."""
+        if not self.holding:
+            return False
+        self._held[devid] = held
+        return True
+
+    def takeHeld(self, devid: int) -> HeldDisplay | None:
+        """The display kept for vfb `devid`, for its device in the new domain."""
+        return self._held.pop(devid, None)
+
+    @inlineCallbacks
+    def follow(self, domid: int):
+        """Serve domain `domid` from now on: the guest's new domain, whose devices take
+        over the displays kept by `hold`."""
+        old = self.domid
+        for watch in self._watches:
+            yield watch.cancel()
+        self._watches = []
+        for device in list(self.devices.values()):
+            device.stop()
+        self.devices.clear()
+        self._pairs.clear()
+        self.domid = domid
+        self.name = str(domid)
+        self._cancelHold()
+        log.info("domain {old}: now serving the guest's new domain {new}", old=old, new=domid)
+        yield self.start()
+        self._dropHeld()  # displays the new domain does not have
+        self.onFollow(old, domid)
+
+    def _holdExpired(self) -> None:
+        self._holdTimer = None
+        log.info("domain {domid}: no new domain came: letting the displays go",
+                 domid=self.domid)
+        self._dropHeld()
+        self._changed("")
+
+    def _cancelHold(self) -> None:
+        if self._holdTimer is not None and self._holdTimer.active():
+            self._holdTimer.cancel()
+        self._holdTimer = None
+
+    def _dropHeld(self) -> None:
+        for held in self._held.values():
+            held.display.stop()
+        self._held.clear()
 
     # -- finding devices ---------------------------------------------------------
 
@@ -130,7 +199,7 @@ class DomainBackend:
                     log.error("domain {domid}: {device} could not start: {e}",
                               domid=self.domid, device=device.name, e=e)
                     yield self._failed(device, str(e))
-        if not present and not self.devices and not self.finished.called:
+        if not present and not self.devices and not self.holding and not self.finished.called:
             log.info("domain {domid}: no devices left", domid=self.domid)
             self.finished.callback(None)
 

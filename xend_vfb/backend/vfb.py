@@ -9,6 +9,7 @@ guest memory.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -24,7 +25,7 @@ from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
 from xend_vfb.sdl import SDLDisplay
 from xend_vfb.xenstore.paths import domainPath
 
-__all__ = ["VfbOps"]
+__all__ = ["VfbOps", "HeldDisplay"]
 
 log = Logger()
 
@@ -40,6 +41,21 @@ POLL_INTERVAL = 0.05
 #: time copying frames nobody sees and none sending them to viewers.
 SLOW_COPY = 0.005
 COPY_PAUSE = 2.0
+
+
+@dataclass
+class HeldDisplay:
+    """A VNC display kept, black, while its guest moves to a new domain (reboot, save,
+    migration), so that its viewers stay connected and see the guest come back."""
+
+    screen: Screen
+    display: VNCDisplay
+    address: tuple[str, int]
+
+    def blank(self) -> None:
+        self.screen.onViewersChanged = lambda count: None
+        self.screen.buffer[:] = bytes(len(self.screen.buffer))
+        self.screen.update(0, 0, self.screen.width, self.screen.height)
 
 
 class VfbOps(DeviceOps):
@@ -73,10 +89,20 @@ class VfbOps(DeviceOps):
     def init(self, device: BackendDevice):
         self._device = device
         self.config = config = yield device.context.deviceConfig(device)
-        self.screen = Screen(config.width, config.height)
+        held = device.context.takeHeld(device.devid)
+        if held is not None and config.vnc:
+            # The guest's previous domain's display: same port, same viewers.
+            self.screen, self.display, self.address = held.screen, held.display, held.address
+            if (self.screen.width, self.screen.height) != (config.width, config.height):
+                self.screen.resize(config.width, config.height)
+            yield self._publishAddress(device)
+        else:
+            if held is not None:
+                yield held.display.stop()
+            self.screen = Screen(config.width, config.height)
+            if config.vnc:
+                yield self._startVNC(device)
         self.screen.onViewersChanged = self._viewersChanged
-        if config.vnc:
-            yield self._startVNC(device)
         if config.sdl:
             self.sdl = SDLDisplay(self.screen, device.context.keyboardFor(device.devid),
                                   config.display, config.xauthority,
@@ -111,6 +137,10 @@ class VfbOps(DeviceOps):
             findUnused = config.vncunused or config.vncdisplay is None
             self.display = make(config.vncdisplay, findUnused)
             self.address = yield self.display.start()
+        yield self._publishAddress(device)
+
+    @inlineCallbacks
+    def _publishAddress(self, device: BackendDevice):
         host, port = self.address
         yield device.writeKeys({"vnc-listen": host, "vnc-port": str(port)})
         if device.devid == 0:
@@ -176,6 +206,10 @@ class VfbOps(DeviceOps):
             sdl.stop()  # closes at once
         if self.display is not None:
             display, self.display = self.display, None
+            held = HeldDisplay(self.screen, display, self.address)
+            if device.context.keep(device.devid, held):
+                held.blank()
+                return None
             return display.stop()
         return None
 

@@ -21,7 +21,6 @@ daemon watches them through pidfds like any process it did not start itself.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -39,20 +38,11 @@ import twisted.internet.tcp  # noqa: F401  (VNC)
 import twisted.internet.unix  # noqa: F401  (xenstore, control socket)
 
 import xend_vfb.backend.main as backend
+from xend_vfb.procid import setCommandLine
 
 __all__ = ["main", "setCommandLine"]
 
 TITLE_SPACE = 512
-
-
-def setCommandLine(words: list[str]) -> None:
-    """Rewrite this process's /proc/PID/cmdline in place (as setproctitle does): the
-    kernel shows the bytes between arg_start and arg_end, which we may overwrite."""
-    with open("/proc/self/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    start, end = int(fields[45]), int(fields[46])  # fields 48 and 49: arg_start, arg_end
-    text = b"\0".join(w.encode() for w in words)[: end - start - 1]
-    ctypes.memmove(start, text + bytes(end - start - len(text)), end - start)
 
 
 def _reap(signum: int = 0, frame: object = None) -> None:

@@ -18,6 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from xend_vfb import jsonline
+from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.backend.zygote import TITLE_SPACE
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DeviceError
@@ -34,6 +35,10 @@ RESTART_WINDOW = 60.0
 #: socket answering) before backends start afresh instead: a slow host (dom0 under
 #: software emulation) takes long, but keeps moving.
 ZYGOTE_STALL = 10.0
+
+#: Seconds a backend keeps a guest's displays (and their viewers) while the guest moves
+#: to a new domain: a re-make or a migration takes seconds, a save and restore longer.
+HOLD_SECONDS = 300.0
 
 #: The supervisor's key for the zygote backends are forked from.
 ZYGOTE = "zygote"
@@ -158,6 +163,39 @@ class Backends:
         if self.supervisor.record(backendKey(domid), reply["pid"], record) is None:
             raise DeviceError(f"the backend of domain {domid} exited at once; see {logPath}")
         log.info("backend of domain {domid} forked: pid {pid}", domid=domid, pid=reply["pid"])
+
+    @inlineCallbacks
+    def hold(self, domid: int, seconds: float = HOLD_SECONDS):
+        """Ask the domain's backend to keep its displays for the guest's next domain
+        (for `seconds`; 0 takes a hold back); whether it will (a backend that does not
+        run or answer will not)."""
+        if self.find(domid) is None:
+            return False
+        try:
+            yield jsonline.request(self.reactor, controlSocketPath(self.runDir, domid),
+                                   {"op": "hold", "seconds": seconds})
+        except jsonline.ChannelError as e:
+            log.warn("the backend of domain {domid} cannot hold its displays: {e}",
+                     domid=domid, e=e)
+            return False
+        return True
+
+    @inlineCallbacks
+    def follow(self, domain: Domain, old: int):
+        """Make the backend that held domain `old`'s displays serve `domain` (the guest's
+        new domain), so its viewers stay; without it, start one as usual."""
+        if self.find(old) is not None and self.find(domain.domid) is None:
+            try:
+                yield jsonline.request(self.reactor, controlSocketPath(self.runDir, old),
+                                       {"op": "follow", "domid": domain.domid})
+            except jsonline.ChannelError as e:
+                log.warn("the backend of domain {old} cannot follow to domain {new}: {e}",
+                         old=old, new=domain.domid, e=e)
+            else:
+                record, _ = self.paths(str(domain.domid))
+                self.supervisor.rekey(backendKey(old), backendKey(domain.domid), record)
+                return
+        yield self.ensure(domain)
 
     def lastError(self, domid: int) -> str:
         """The last error a backend wrote to its log (an error or critical log line, or

@@ -314,7 +314,8 @@ class Guests:
             record["devices"] = yield domain.snapshot()  # with the ports in use now
         pending = {"op": "remake", "from": old}
         yield self._update(uuid, devices=record["devices"], pending=pending)
-        yield self.daemon.teardown(old, graceful=False)
+        held = yield self.daemon.backends.hold(old)
+        yield self.daemon.teardown(old, graceful=False, keepBackend=held)
         crashPoint("remake:destroyed")
         new = yield self.daemon.host.createDomain(record["config"])
         self.daemon.busy.add(new)
@@ -331,12 +332,13 @@ class Guests:
     @inlineCallbacks
     def _adopt(self, record: dict, domid: int, start: bool = False):
         """Make `domid` the guest's domain: its devices (unless it has them), its
-        backend, and (`start`) let it run."""
+        backend (the one that held the previous domain's displays, if it still
+        runs), and (`start`) let it run."""
         domain = yield self.daemon.domain(domid)
         yield self.xs.write(f"{PRIVATE_ROOT}/{domid}/uuid", record["uuid"])
         if not any((yield domain.deviceIDs()).values()):
             yield domain.restoreDevices(record["devices"])
-        yield self.daemon.backends.ensure(domain)
+        yield self.daemon.backends.follow(domain, record["domid"])
         if start:
             yield self.daemon.host.startDomain(domid)
         yield self._update(record["uuid"], domid=str(domid), state=RUNNING)
@@ -391,16 +393,21 @@ class Guests:
             snapshot = yield (yield self.daemon.domain(domid)).snapshot()
             yield self._update(record["uuid"], devices=snapshot, state=AWAY)
             record["devices"] = snapshot
+        # Before the move: once the domain is gone its devices go, and with them their
+        # displays unless the backend holds them.
+        held = record is not None and (yield self.daemon.backends.hold(domid))
         self.daemon.busy.add(domid)
         try:
             result = yield move(domid, *arguments)
         except BaseException:
             if record is not None:
                 yield self._update(record["uuid"], state=RUNNING)
+            if held:
+                yield self.daemon.backends.hold(domid, 0)
             raise
         finally:
             self.daemon.busy.discard(domid)
-        yield self.daemon.teardown(domid, graceful=False)
+        yield self.daemon.teardown(domid, graceful=False, keepBackend=held)
         return record, result
 
     def restore(self, path: str) -> Deferred[int]:

@@ -296,10 +296,12 @@ class XendVfbDaemon(MultiService):
         return domid
 
     @inlineCallbacks
-    def teardown(self, domid: int, graceful: bool, destroyDomain: bool = True):
+    def teardown(self, domid: int, graceful: bool, destroyDomain: bool = True,
+                 keepBackend: bool = False):
         """Take a domain's devices down (asking the guest if `graceful`), wait for its
-        backend to go, and destroy the domain (unless `destroyDomain` is False).  The
-        guest's record, if any, stays: that is `Guests`' decision."""
+        backend to go (unless `keepBackend`: it holds the displays for the guest's next
+        domain), and destroy the domain (unless `destroyDomain` is False).  The guest's
+        record, if any, stays: that is `Guests`' decision."""
         self.busy.add(domid)
         try:
             yield self._journal(domid, {"op": "destroy"})
@@ -318,12 +320,13 @@ class XendVfbDaemon(MultiService):
                     yield controller.destroyDevice(devid, force=not graceful)
             yield self._removeBackendAreas(domid)
             crashPoint("destroy:devices")
-            ended = self.supervisor.whenEnded(backendKey(domid))
-            timer = self.reactor.callLater(
-                BACKEND_EXIT_TIMEOUT, self.supervisor.terminate, backendKey(domid))
-            yield ended
-            if timer.active():
-                timer.cancel()
+            if not keepBackend:
+                ended = self.supervisor.whenEnded(backendKey(domid))
+                timer = self.reactor.callLater(
+                    BACKEND_EXIT_TIMEOUT, self.supervisor.terminate, backendKey(domid))
+                yield ended
+                if timer.active():
+                    timer.cancel()
             yield self._removeBackendAreas(domid)
             if destroyDomain:
                 yield self.host.destroyDomain(domid)
