@@ -14,6 +14,8 @@ setup(
         "zope.interface>=6",
         "Pillow>=10",
         "pygame>=2.5",
+        # cffi bindings built against Debian's libxkbcommon-dev (tools/bootstrap.sh).
+        "xkbcommon~=1.5.0",
     ],
     extras_require={
         "test": [

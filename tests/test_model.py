@@ -132,11 +132,13 @@ BAD_DEVICES = [
     ),
     (
         "vnc=1,keymap=klingon",
-        f"vfb[0]: keymap: invalid value 'klingon' (expected one of {', '.join(KEYMAPS)})",
+        "vfb[0]: keymap: invalid value 'klingon' (expected a keyboard layout such as en-us, "
+        "en-gb, de, fr, es, it or ja)",
     ),
     (
         "vnc=1,keymap=EN-US",
-        f"vfb[0]: keymap: invalid value 'EN-US' (expected one of {', '.join(KEYMAPS)})",
+        "vfb[0]: keymap: invalid value 'EN-US' (expected a keyboard layout such as en-us, "
+        "en-gb, de, fr, es, it or ja)",
     ),
     (
         "sdl=1,display=localhost",
@@ -277,7 +279,7 @@ def vfbConfigs(draw):
         vncpasswd=draw(passwords),
         display=":0" if sdl else draw(st.none() | st.just("host:1.0")),
         xauthority=draw(st.none() | st.just("/root/.Xauthority")),
-        keymap=draw(st.sampled_from(KEYMAPS)),
+        keymap=draw(st.sampled_from(sorted(KEYMAPS))),
         opengl=draw(st.booleans()),
         uuid=draw(st.none() | st.uuids().map(str)),
         backend=draw(st.integers(0, 32751)),

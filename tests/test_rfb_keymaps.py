@@ -40,39 +40,83 @@ def tap(kb, keysym):
     kb.keyEvent(keysym, False)
 
 
-def test_supported_keymaps_and_unknown_one():
-    assert KEYMAPS == ("de", "en-us", "fr")
-    with pytest.raises(ConfigError, match=r"^unknown keymap 'xx' \(supported: de, en-us, fr\)$"):
+def sym(char):
+    """A character's keysym: Latin-1 is itself, the rest Unicode keysyms."""
+    return ord(char) if ord(char) < 0x100 else 0x1000000 | ord(char)
+
+
+def test_known_keymaps_and_unknown_one():
+    # The names xm and QEMU users know, each compiled from the system's XKB data.
+    for name in ("en-us", "en-gb", "de", "de-ch", "fr", "fr-be", "fr-ch", "es", "it", "pt",
+                 "pt-br", "sv", "no", "da", "fi", "nl", "pl", "cz", "hu", "ru", "ja", "tr"):
+        assert name in KEYMAPS
+    with pytest.raises(ConfigError, match=r"^unknown keymap 'xx' \(known: en-us, en-gb, de, "):
         loadKeymap("xx")
 
 
+@pytest.mark.parametrize("name", sorted(KEYMAPS))
+def test_every_keymap_types_letters_digits_and_space(name):
+    keymap = loadKeymap(name)
+    for char in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ":
+        combo = keymap.lookup(sym(char))
+        assert combo is not None and combo.hasLevel, (name, char)
+    assert keymap.lookup(0xFF0D) == KeyCombo(28)  # Return: the same key, no level
+    assert keymap.lookup(0xFFE1) == KeyCombo(SHIFT_L)
+
+
+# The expected keys are read off the keyboards themselves (German DIN 2137, French AZERTY,
+# US ANSI, Swiss German, Spanish, Russian ЙЦУКЕН), not from XKB.
 @pytest.mark.parametrize(
     "name, char, combo",
     [
         ("en-us", "@", KeyCombo(KEY_2, shift=True)),
-        ("de", "@", KeyCombo(KEY_Q, shift=False, altgr=True)),
-        ("fr", "@", KeyCombo(11, shift=False, altgr=True)),
-        ("de", "z", KeyCombo(KEY_Y, shift=False)),
-        ("de", "Z", KeyCombo(KEY_Y, shift=True)),
+        ("en-us", "<", KeyCombo(51, shift=True)),  # Shift+comma: US keyboards have no ISO key
+        ("en-us", "a", KeyCombo(KEY_A, shift=False, caps=True)),
+        ("de", "@", KeyCombo(KEY_Q, shift=False, altgr=True, caps=True)),
+        ("de", "z", KeyCombo(KEY_Y, shift=False, caps=True)),
+        ("de", "Z", KeyCombo(KEY_Y, shift=True, caps=True)),
+        ("de", "y", KeyCombo(KEY_Z, shift=False, caps=True)),
         ("de", "<", KeyCombo(KEY_102ND, shift=False)),
+        ("de", "|", KeyCombo(KEY_102ND, shift=False, altgr=True)),
         ("de", "ß", KeyCombo(12, shift=False)),
-        ("fr", "a", KeyCombo(KEY_Q, shift=False)),
+        ("de", "?", KeyCombo(12, shift=True)),
+        ("de", "{", KeyCombo(8, shift=False, altgr=True)),
+        ("de", "[", KeyCombo(9, shift=False, altgr=True)),
+        ("de", "]", KeyCombo(10, shift=False, altgr=True)),
+        ("de", "}", KeyCombo(11, shift=False, altgr=True)),
+        ("de", "\\", KeyCombo(12, shift=False, altgr=True)),
+        ("de", "~", KeyCombo(27, shift=False, altgr=True)),
+        ("de", "€", KeyCombo(KEY_E, shift=False, altgr=True, caps=True)),
+        ("de", "ü", KeyCombo(26, shift=False, caps=True)),
+        ("de", "Ö", KeyCombo(39, shift=True, caps=True)),
+        ("fr", "@", KeyCombo(11, shift=False, altgr=True)),
+        ("fr", "a", KeyCombo(KEY_Q, shift=False, caps=True)),
         ("fr", "1", KeyCombo(2, shift=True)),
         ("fr", "é", KeyCombo(3, shift=False)),
-        ("de", "€", KeyCombo(KEY_E, shift=False, altgr=True)),
+        ("fr", "<", KeyCombo(KEY_102ND, shift=False)),
+        ("de-ch", "z", KeyCombo(KEY_Y, shift=False, caps=True)),
+        ("de-ch", "@", KeyCombo(KEY_2, shift=False, altgr=True)),
+        ("es", "ñ", KeyCombo(39, shift=False, caps=True)),
+        ("ru", "й", KeyCombo(KEY_Q, shift=False, caps=True)),
+        ("ru", "a", KeyCombo(KEY_A, shift=False, caps=True)),  # Latin: where US keyboards have it
         ("en-us", " ", KeyCombo(57, shift=False)),
     ],
 )
 def test_characters(name, char, combo):
-    assert loadKeymap(name).lookup(ord(char) if ord(char) < 256 else 0x1000000 | ord(char)) == combo
+    assert loadKeymap(name).lookup(sym(char)) == combo
 
 
 def test_layout_independent_and_special_keysyms():
     de = loadKeymap("de")
-    assert de.lookup(0xFF0D) == KeyCombo(28)  # Return: no level to adjust
     assert de.lookup(0x20AC) == de.lookup(0x10020AC)  # EuroSign, legacy and Unicode keysym
     assert de.lookup(0xFE52) == KeyCombo(KEY_GRAVE, shift=False)  # dead_circumflex
+    assert de.lookup(ord("^")) == de.lookup(0xFE52)  # the spacing character: the dead key
+    assert de.lookup(0xFE20) == KeyCombo(15)  # ISO_Left_Tab: Tab, with the client's Shift
+    assert de.lookup(0xFFBE) == KeyCombo(59)  # F1
+    assert de.lookup(0xFFB1) == KeyCombo(79)  # KP_1: the guest's Num Lock decides
+    assert de.lookup(0xFE03) == de.lookup(ALT_R_KEYSYM) == KeyCombo(ALTGR)
     assert de.lookup(0x1234) is None
+    assert de.usesAltGr and loadKeymap("fr").usesAltGr and not loadKeymap("en-us").usesAltGr
 
 
 def test_modifier_added_and_restored_around_the_key():

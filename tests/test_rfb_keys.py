@@ -160,3 +160,38 @@ async def test_acknowledged_once_with_the_next_update():
     assert acks == [(0, 0, 24, 12, -258)]
     await hangUp(client)
     await display.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_german_client_without_extended_key_events():
+    # Keysyms only: the de keymap finds each symbol's key on the guest's German layout.
+    # The client holds AltGr (ISO_Level3_Shift) and Shift itself, as a German X client does.
+    sink = FakeSink()
+    display, port = await startDisplay(Screen(16, 16), sink, keymap="de")
+    client = await connect(port, qemuExtendedKey=False)
+    for char in "zyß":
+        client.keyEvent(ord(char), True)
+        client.keyEvent(ord(char), False)
+    for sym in (ord("@"), ord("{"), EURO):
+        client.keyEvent(ISO_LEVEL3_SHIFT, True)
+        client.keyEvent(sym, True)
+        client.keyEvent(sym, False)
+        client.keyEvent(ISO_LEVEL3_SHIFT, False)
+    client.keyEvent(SHIFT_L, True)
+    client.keyEvent(ord("?"), True)
+    client.keyEvent(ord("?"), False)
+    client.keyEvent(SHIFT_L, False)
+    client.keyEvent(ord("@"), True)  # '@' without AltGr held (a US client): added around it
+    client.keyEvent(ord("@"), False)
+    await roundTrip(client)
+    assert keys(sink) == [
+        (KEY_Y, True), (KEY_Y, False), (KEY_Z, True), (KEY_Z, False),
+        (KEY_MINUS, True), (KEY_MINUS, False),
+        (ALTGR, True), (KEY_Q, True), (KEY_Q, False), (ALTGR, False),
+        (ALTGR, True), (KEY_7, True), (KEY_7, False), (ALTGR, False),
+        (ALTGR, True), (KEY_E, True), (KEY_E, False), (ALTGR, False),
+        (SHIFT, True), (KEY_MINUS, True), (KEY_MINUS, False), (SHIFT, False),
+        (ALTGR, True), (KEY_Q, True), (ALTGR, False), (KEY_Q, False),
+    ]
+    await hangUp(client)
+    await display.stop()

@@ -1,6 +1,7 @@
 # Sourced by demo.sh and test.sh: installs, idempotently, everything the project
 # needs on a fresh Debian 12 machine (run as root), and is quick the second time.
-#   - Debian packages: Xen's libraries and headers, the xenstore CLI tools
+#   - Debian packages: Xen's libraries and headers, the xenstore CLI tools, libxkbcommon
+#     and the XKB layouts (the VNC server's keymaps; pip builds the bindings against it)
 #   - the C xenstored binary, unpacked from xen-utils-4.17 into .build/ (not installed)
 #   - the LD_PRELOAD shim that lets xenstored run without a hypervisor
 #   - the virtualenv .venv/ with the project installed in development mode
@@ -9,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.build
 VENV=$ROOT/.venv
-DEBS="libxenmisc4.17 libxen-dev xenstore-utils"
+DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -58,7 +59,7 @@ make_venv() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-    "$VENV/bin/python" -c "import xend_vfb, twisted, pyxs" 
+    "$VENV/bin/python" -c "import xend_vfb, twisted, pyxs, xkbcommon.xkb" 
     touch "$stamp"
 }
 

@@ -32,8 +32,46 @@ __all__ = [
     "OtherValue",
 ]
 
-#: Keyboard layouts the VNC server can translate keysyms for (`keymap=`).
-KEYMAPS = ("de", "en-us", "fr")
+#: Keyboard layouts the VNC server can translate keysyms for (`keymap=`): the names xm and
+#: QEMU users know -> the XKB layout and variant the VNC server compiles (`xend_vfb.rfb.keymaps`).
+KEYMAPS: Mapping[str, tuple[str, str]] = {
+    "ar": ("ara", ""),
+    "bepo": ("fr", "bepo"),
+    "cz": ("cz", ""),
+    "da": ("dk", ""),
+    "de": ("de", ""),
+    "de-ch": ("ch", ""),
+    "en-gb": ("gb", ""),
+    "en-us": ("us", ""),
+    "es": ("es", ""),
+    "et": ("ee", ""),
+    "fi": ("fi", ""),
+    "fo": ("fo", ""),
+    "fr": ("fr", ""),
+    "fr-be": ("be", ""),
+    "fr-ca": ("ca", ""),
+    "fr-ch": ("ch", "fr"),
+    "hr": ("hr", ""),
+    "hu": ("hu", ""),
+    "is": ("is", ""),
+    "it": ("it", ""),
+    "ja": ("jp", ""),
+    "lt": ("lt", ""),
+    "lv": ("lv", ""),
+    "mk": ("mk", ""),
+    "nl": ("nl", ""),
+    "nl-be": ("be", ""),
+    "no": ("no", ""),
+    "pl": ("pl", ""),
+    "pt": ("pt", ""),
+    "pt-br": ("br", ""),
+    "ru": ("ru", ""),
+    "sk": ("sk", ""),
+    "sl": ("si", ""),
+    "sv": ("se", ""),
+    "th": ("th", ""),
+    "tr": ("tr", ""),
+}
 
 #: Keys whose values are secret wherever they appear, even among verbatim top-level keys.
 SECRET_KEYS = frozenset({"vncpasswd"})
@@ -168,7 +206,7 @@ DOMID = _integerKind(0, _MAX_DOMID)
 SIZE = _integerKind(1, 16384)
 DEPTH = Kind(_depth, "one of 8, 16, 24, 32")
 VIDEORAM = _integerKind(1, _MAX_VIDEORAM)
-KEYMAP = Kind(_keymap, "one of " + ", ".join(KEYMAPS))
+KEYMAP = Kind(_keymap, "a keyboard layout such as en-us, en-gb, de, fr, es, it or ja")
 HOST = Kind(_host, "an IP address or a host name")
 X_DISPLAY = Kind(_xDisplay, "an X display such as ':0' or 'host:0.0'")
 ABSOLUTE_PATH = Kind(_absolutePath, "an absolute path")

@@ -2,8 +2,9 @@
 
 `server.VNCDisplay` is the entry point (an `xend_vfb.display.IDisplay`); the
 other modules are its parts: `pixels` (pixel formats), `encodings` (Raw,
-Hextile, ZRLE), `region` (dirty rectangles), `keymaps` and `input` (keysyms
-and pointer to Linux input events), `des` (VNC authentication).
+Hextile, ZRLE), `region` (dirty rectangles), `keymaps` (any XKB layout,
+through libxkbcommon), `scancodes` and `input` (keysyms, QEMU's extended key
+events and pointer to Linux input events), `des` (VNC authentication).
 """
 
 from xend_vfb.rfb.server import VNCDisplay

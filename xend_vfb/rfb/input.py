@@ -91,7 +91,7 @@ class Keyboard:
             return
         fixes: list[tuple[int, bool]] = []
         if combo.hasLevel:
-            wantShift = combo.shift != (self._capsLock and self._keymap.isLetter(keysym))
+            wantShift = combo.shift != (self._capsLock and combo.caps)
             heldShifts = [code for code in _SHIFTS if code in self._down]
             if wantShift and not heldShifts:
                 fixes.append((KEY_LEFTSHIFT, True))

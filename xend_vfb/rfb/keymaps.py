@@ -6,20 +6,32 @@ layout to them.  The keymap (xm's ``keymap=``) names the guest's layout, so
 for each symbol we find the key, and the Shift/AltGr level, that produces it
 there: on a German guest 'z' is KEY_Y and '@' is AltGr+KEY_Q.
 
-Each layout is described below as data: for each key of the main block, the
-characters of its plain, Shift and AltGr levels, in that order.  Keys whose
-meaning does not depend on the layout (Return, arrows, F-keys, modifiers,
-keypad) are in one shared table and carry no level.
+Layouts are not described here: each is compiled from the system's XKB data
+by libxkbcommon (the layouts X and Wayland use), under the names xm and QEMU
+users know (`xend_vfb.model.KEYMAPS`).  Every key of the compiled keymap
+(XKB keycode = Linux keycode + 8) is read level by level; a level reached
+with Shift and/or AltGr (XKB's LevelThree) alone makes a `KeyCombo`.  When a
+keysym is on several keys, the cheapest wins (`KeyCombo._cost`): a key of a
+PC keyboard's main block with fewer modifiers, then the ISO key left of Z (US
+keyboards lack it), then keys a PC keyboard does not have.  Only characters
+carry a level; Tab, F1 or Home go with whatever modifiers the client holds,
+and keypad keys with the guest's own Num Lock, as on a real keyboard.
 
-Dead keys are mapped to the key that carries them ('^' on a German guest is
+Modifier keys are fixed positions, whatever the layout (Alt_R, Mode_switch
+and ISO_Level3_Shift are all the right Alt key).  Dead keys also stand for
+their spacing character and the other way round ('^' on a German guest is
 its dead circumflex key: the guest composes it with the next key as usual).
+A layout whose main keys lack Latin letters or digits (ru, th, ...) types
+them where a US keyboard has them.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from xend_vfb.errors import ConfigError
+from xend_vfb.model import KEYMAPS
 
 __all__ = [
     "KeyCombo",
@@ -37,83 +49,18 @@ KEY_RIGHTSHIFT = 54
 KEY_RIGHTALT = 100
 KEY_CAPSLOCK = 58
 
-# Linux keycodes (linux/input-event-codes.h) of the main block, row by row, in
-# the order the layout tables below list them.
-_NUMBER_ROW = (41, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)  # GRAVE, 1..0, MINUS, EQUAL
-_TOP_ROW = (16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27)  # Q..P, LEFTBRACE, RIGHTBRACE
-_HOME_ROW = (30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 43)  # A..L, SEMICOLON, APOSTR., BACKSLASH
-_BOTTOM_ROW = (86, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53)  # 102ND, Z..M, COMMA, DOT, SLASH
-_ROWS = (_NUMBER_ROW, _TOP_ROW, _HOME_ROW, _BOTTOM_ROW)
-_KEY_SPACE = 57
+_ISO_LEVEL3_SHIFT, _MODE_SWITCH = 0xFE03, 0xFF7E
+_KEY_102ND = 86
+_XKB_OFFSET = 8  # XKB keycode = Linux keycode + 8 (evdev rules)
+# Real modifier masks of XKB's core modifiers, as the evdev rules bind them.
+_SHIFT, _LOCK, _MOD2_NUMLOCK, _MOD5_LEVEL3 = 0x01, 0x02, 0x10, 0x80
+# Fake keys XKB uses to hold modifiers (LVL3, MDSW, ALT, META, SUPR, HYPR): no keyboard has them.
+_VIRTUAL_KEYS = frozenset({84, 195, 196, 197, 198, 199})
+# The keys of a PC keyboard (its ISO key left of Z aside): preferred when a symbol is on several.
+_MAIN_KEYS = frozenset(range(1, 84)) | {87, 88} | frozenset(range(96, 112)) | {119, 125, 126, 127}
 
-# One string per row; one space-separated word per key: its plain, Shift and
-# AltGr characters.  "-" alone stands for a key the layout does not have.
-_LAYOUTS = {
-    "en-us": (
-        "`~ 1! 2@ 3# 4$ 5% 6^ 7& 8* 9( 0) -_ =+",
-        "qQ wW eE rR tT yY uU iI oO pP [{ ]}",
-        "aA sS dD fF gG hH jJ kK lL ;: '\" \\|",
-        "- zZ xX cC vV bB nN mM ,< .> /?",
-    ),
-    "de": (
-        "^° 1! 2\"² 3§³ 4$ 5% 6& 7/{ 8([ 9)] 0=} ß?\\ ´`",
-        "qQ@ wW eE€ rR tT zZ uU iI oO pP üÜ +*~",
-        "aA sS dD fF gG hH jJ kK lL öÖ äÄ #'",
-        "<>| yY xX cC vV bB nN mMµ ,; .: -_",
-    ),
-    "fr": (
-        "² &1 é2~ \"3# '4{ (5[ -6| è7` _8\\ ç9^ à0@ )°] =+}",
-        "aA zZ eE€ rR tT yY uU iI oO pP ^¨ $£¤",
-        "qQ sS dD fF gG hH jJ kK lL mM ù% *µ",
-        "<> wW xX cC vV bB nN ,? ;. :/ !§",
-    ),
-}
-
-# Keys that mean the same on every layout: keysym -> keycode.
-_COMMON = {
-    0xFF08: 14,  # BackSpace
-    0xFF09: 15,  # Tab
-    0xFE20: 15,  # ISO_Left_Tab (Shift+Tab)
-    0xFF0D: 28,  # Return
-    0xFF13: 119,  # Pause
-    0xFF14: 70,  # Scroll_Lock
-    0xFF15: 99,  # Sys_Req
-    0xFF1B: 1,  # Escape
-    0xFF50: 102,  # Home
-    0xFF51: 105,  # Left
-    0xFF52: 103,  # Up
-    0xFF53: 106,  # Right
-    0xFF54: 108,  # Down
-    0xFF55: 104,  # Page_Up
-    0xFF56: 109,  # Page_Down
-    0xFF57: 107,  # End
-    0xFF61: 99,  # Print
-    0xFF63: 110,  # Insert
-    0xFF67: 127,  # Menu
-    0xFF7E: KEY_RIGHTALT,  # Mode_switch
-    0xFF7F: 69,  # Num_Lock
-    0xFF8D: 96,  # KP_Enter
-    0xFF95: 71,  # KP_Home
-    0xFF96: 75,  # KP_Left
-    0xFF97: 72,  # KP_Up
-    0xFF98: 77,  # KP_Right
-    0xFF99: 80,  # KP_Down
-    0xFF9A: 73,  # KP_Prior
-    0xFF9B: 81,  # KP_Next
-    0xFF9C: 79,  # KP_End
-    0xFF9D: 76,  # KP_Begin
-    0xFF9E: 82,  # KP_Insert
-    0xFF9F: 83,  # KP_Delete
-    0xFFAA: 55,  # KP_Multiply
-    0xFFAB: 78,  # KP_Add
-    0xFFAC: 121,  # KP_Separator (KEY_KPCOMMA)
-    0xFFAD: 74,  # KP_Subtract
-    0xFFAE: 83,  # KP_Decimal
-    0xFFAF: 98,  # KP_Divide
-    **{0xFFB0 + i: code for i, code in enumerate((82, 79, 80, 81, 75, 76, 77, 71, 72, 73))},
-    **{0xFFBE + i: 59 + i for i in range(10)},  # F1..F10
-    0xFFC8: 87,  # F11
-    0xFFC9: 88,  # F12
+# Modifiers: the same key on every layout, no level.
+_MODIFIERS = {
     0xFFE1: KEY_LEFTSHIFT,  # Shift_L
     0xFFE2: KEY_RIGHTSHIFT,  # Shift_R
     0xFFE3: 29,  # Control_L
@@ -125,82 +72,164 @@ _COMMON = {
     0xFFEA: KEY_RIGHTALT,  # Alt_R
     0xFFEB: 125,  # Super_L
     0xFFEC: 126,  # Super_R
-    0xFE03: KEY_RIGHTALT,  # ISO_Level3_Shift (AltGr)
-    0xFFFF: 111,  # Delete
+    _ISO_LEVEL3_SHIFT: KEY_RIGHTALT,  # AltGr
+    _MODE_SWITCH: KEY_RIGHTALT,
+    0xFF7F: 69,  # Num_Lock
+    0xFF14: 70,  # Scroll_Lock
 }
-
-# Dead-key keysyms -> the character whose key carries them.
+# Keysyms clients send that XKB only has with Alt or Ctrl held: the key alone.
+_FALLBACKS = {
+    0xFF15: 99,  # Sys_Req (Alt+Print)
+    0xFF6B: 119,  # Break (Ctrl+Pause)
+}
+# Dead keysym <-> the spacing character it stands for.
 _DEAD_KEYS = {
-    0xFE50: "`",  # dead_grave
-    0xFE51: "´",  # dead_acute
-    0xFE52: "^",  # dead_circumflex
-    0xFE53: "~",  # dead_tilde
-    0xFE57: "¨",  # dead_diaeresis
+    0xFE50: 0x60,  # dead_grave: grave
+    0xFE51: 0xB4,  # dead_acute: acute
+    0xFE52: 0x5E,  # dead_circumflex: asciicircum
+    0xFE53: 0x7E,  # dead_tilde: asciitilde
+    0xFE57: 0xA8,  # dead_diaeresis: diaeresis
+    0xFE5B: 0xB8,  # dead_cedilla: cedilla
 }
-
-
-def _keysym(char: str) -> int:
-    """The keysym of a character: Latin-1 maps to itself, the rest to Unicode keysyms."""
-    code = ord(char)
-    return code if code < 0x100 else 0x1000000 | code
+_UNICODE_KEYSYM = 0x1000000
+_LATIN = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
 class KeyCombo:
-    """The key producing a keysym, and the levels it needs (None: no level, e.g. Return)."""
+    """The key producing a keysym, and the levels it needs (None: no level, e.g. Return).
+
+    `caps`: Caps Lock acts as Shift on this key (cased letters).
+    """
 
     keycode: int
     shift: bool | None = None
     altgr: bool = False
+    caps: bool = False
 
     @property
     def hasLevel(self) -> bool:
         """Whether the client's modifiers must be adjusted to this combo's level."""
         return self.shift is not None
 
+    def _cost(self) -> tuple[int, int]:
+        # Shift costs 2, AltGr 4, the ISO key 3: a US guest types '<' as Shift+comma, a
+        # French one on its ISO key rather than as Shift+AltGr+Z.  Keys beyond a PC
+        # keyboard's (multimedia, Euro, ...) come last.
+        levels = 2 * bool(self.shift) + 4 * self.altgr
+        key = 0 if self.keycode in _MAIN_KEYS else 3 if self.keycode == _KEY_102ND else 7
+        return (levels + key, self.keycode)
+
+
+_NONE = KeyCombo(0)
+
+
+def _isCharacter(xkb: object, keysym: int) -> bool:
+    """Whether a keysym types a character (or is a dead key): then its level matters."""
+    if 0xFE50 <= keysym <= 0xFE8F:
+        return True
+    text = xkb.keysym_to_string(keysym)  # type: ignore[attr-defined]
+    return bool(text) and text.isprintable()
+
 
 class Keymap:
     """The keysym -> key table of one guest layout."""
 
-    def __init__(self, name: str, rows: tuple[str, ...]) -> None:
+    def __init__(self, name: str, combos: dict[int, KeyCombo], usesAltGr: bool) -> None:
         self.name = name
-        self.usesAltGr = False
-        self._combos: dict[int, KeyCombo] = {0x20: KeyCombo(_KEY_SPACE, False)}
-        for codes, row in zip(_ROWS, rows, strict=True):
-            words = row.split()
-            if len(words) != len(codes):
-                raise ValueError(f"keymap {name}: row {row!r} has {len(words)} keys")
-            for code, word in zip(codes, words, strict=True):
-                if word == "-":
-                    continue
-                for level, char in enumerate(word):
-                    combo = KeyCombo(code, shift=level == 1, altgr=level == 2)
-                    self.usesAltGr |= combo.altgr
-                    # The first (lowest) level producing a character wins.
-                    self._combos.setdefault(_keysym(char), combo)
-        if "€" in "".join(rows):
-            self._combos[0x20AC] = self._combos[_keysym("€")]  # EuroSign, the legacy keysym
-        for keysym, char in _DEAD_KEYS.items():
-            if _keysym(char) in self._combos:
-                self._combos[keysym] = self._combos[_keysym(char)]
-        for keysym, code in _COMMON.items():
-            self._combos[keysym] = KeyCombo(code)
+        self._combos = combos
+        #: Whether the right Alt key is AltGr (then its state is adjusted per symbol).
+        self.usesAltGr = usesAltGr
 
     def lookup(self, keysym: int) -> KeyCombo | None:
         """The key for `keysym`, or None when this layout cannot type it."""
         return self._combos.get(keysym)
 
-    def isLetter(self, keysym: int) -> bool:
-        """Whether Caps Lock inverts the Shift level of this keysym (a cased letter)."""
-        char = chr(keysym) if keysym < 0x100 else ""
-        return len(char.upper()) == 1 and char.lower() != char.upper()
+    def keysyms(self) -> frozenset[int]:
+        """Every keysym this layout can type."""
+        return frozenset(self._combos)
 
 
-KEYMAPS = tuple(sorted(_LAYOUTS))
+def _readXkb(layout: str, variant: str) -> tuple[dict[int, KeyCombo], bool]:
+    """Every keysym the XKB layout types with Shift/AltGr alone, and its cheapest key;
+    whether its right Alt key is AltGr."""
+    from xkbcommon import xkb  # imported here: the config model imports this module's names
+
+    context = xkb.Context(no_environment_names=True)
+    keymap = context.keymap_new_from_names(
+        rules="evdev", model="pc105", layout=layout, variant=variant or None
+    )
+    combos: dict[int, KeyCombo] = {}
+    costs: dict[int, tuple[int, int]] = {}
+    for xkbCode in range(keymap.min_keycode(), keymap.max_keycode() + 1):
+        keycode = xkbCode - _XKB_OFFSET
+        if keycode <= 0 or keycode in _VIRTUAL_KEYS or keymap.num_layouts_for_key(xkbCode) == 0:
+            continue
+        levels = keymap.num_levels_for_key(xkbCode, 0)
+        masks = [keymap.key_get_mods_for_level(xkbCode, 0, level) for level in range(levels)]
+        numLock = any(mask & _MOD2_NUMLOCK for level in masks for mask in level)
+        caps = levels > 1 and _LOCK in masks[1]
+        for level in range(levels):
+            allowed = _SHIFT | _MOD5_LEVEL3 | (_MOD2_NUMLOCK if numLock else 0)
+            usable = [m for m in masks[level] if not m & ~allowed]
+            if not usable:
+                continue
+            mask = min(usable, key=lambda m: (m & _MOD5_LEVEL3, m & _SHIFT, m))
+            leveled = KeyCombo(keycode, bool(mask & _SHIFT), bool(mask & _MOD5_LEVEL3), caps)
+            for keysym in keymap.key_get_syms_by_level(xkbCode, 0, level):
+                # Only characters need their level; Tab, F1 or Home go with whatever
+                # modifiers the client holds (Shift+Tab, Ctrl+F1).
+                combo = leveled if _isCharacter(xkb, keysym) and not numLock else KeyCombo(keycode)
+                cost = leveled._cost()
+                if keysym not in costs or cost < costs[keysym]:
+                    combos[keysym], costs[keysym] = combo, cost
+    rightAlt = set(keymap.key_get_syms_by_level(KEY_RIGHTALT + _XKB_OFFSET, 0, 0))
+    altGr = bool(rightAlt & {_ISO_LEVEL3_SHIFT, _MODE_SWITCH})
+    # The same characters under their other keysyms: Unicode (0x1000000 | code point) and
+    # legacy (Latin-1 and named ones such as EuroSign).
+    for keysym, combo in list(combos.items()):
+        text = xkb.keysym_to_string(keysym)
+        if text and len(text) == 1 and ord(text) >= 0x20:
+            code = ord(text)
+            combos.setdefault(_UNICODE_KEYSYM | code, combo)
+            if code < 0x100:
+                combos.setdefault(code, combo)
+    return combos, altGr
 
 
+def _build(name: str) -> Keymap:
+    layout, variant = KEYMAPS[name]
+    try:
+        combos, altGr = _readXkb(layout, variant)
+    except Exception as e:  # xkbcommon's errors have no common base
+        raise ConfigError(
+            f"keymap {name!r}: the system's XKB data has no layout {layout!r} "
+            f"(variant {variant!r}): {e}"
+        ) from None
+    if not all(combos.get(ord(c), _NONE).hasLevel for c in _LATIN):
+        # No Latin letters or digits on the main keys (ru, th, ...): type the ASCII ones it
+        # lacks as on a US keyboard; the guest's own layout switch decides what they mean.
+        for keysym, combo in _readXkb(*KEYMAPS["en-us"])[0].items():
+            if 0x20 <= keysym < 0x7F and not combos.get(keysym, _NONE).hasLevel:
+                combos[keysym] = combo
+    for dead, spacing in _DEAD_KEYS.items():
+        for wanted, having in ((dead, spacing), (spacing, dead)):
+            if having in combos:
+                combos.setdefault(wanted, combos[having])
+    for keysym, keycode in _FALLBACKS.items():
+        combos.setdefault(keysym, KeyCombo(keycode))
+    for keysym, keycode in _MODIFIERS.items():
+        combos[keysym] = KeyCombo(keycode)
+    return Keymap(name, combos, altGr)
+
+
+@functools.cache
 def loadKeymap(name: str) -> Keymap:
     """The keymap called `name` (xm's ``keymap=`` value); ConfigError if there is none."""
-    if name not in _LAYOUTS:
-        raise ConfigError(f"unknown keymap {name!r} (supported: {', '.join(KEYMAPS)})")
-    return Keymap(name, _LAYOUTS[name])
+    if name not in KEYMAPS:
+        raise ConfigError(f"unknown keymap {name!r} (known: {', '.join(_someNames())}, ...)")
+    return _build(name)
+
+
+def _someNames() -> list[str]:
+    return [name for name in ("en-us", "en-gb", "de", "fr", "es", "it", "ja") if name in KEYMAPS]
