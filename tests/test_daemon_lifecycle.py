@@ -245,6 +245,30 @@ def test_a_daemon_killed_during_a_reboot_finishes_it(run, tmp_path, crashAt):
     assert len(run.json("list")) == 1
 
 
+@pytest.mark.parametrize(("operation", "crashAt"), [
+    ("save", "leave:held"), ("save", "leave:moved"), ("migrate", "leave:moved")])
+def test_a_daemon_killed_during_a_save_or_migration(run, tmp_path, operation, crashAt):
+    run.start(crashAt)
+    pid = run.daemonPid()
+    run.cli("create", guestConfig(tmp_path))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    before = guestState(run, "life")
+    old = domainOf(run, "life")["domid"]
+    saved = tmp_path / "life.save"
+    run.cli(operation, "life", str(saved) if operation == "save" else "localhost",
+            check=False)
+    run.waitDaemonGone(pid)
+    run.start()
+    if operation == "save" and crashAt == "leave:moved":
+        # Saved: the guest waits for its restore, with its record.
+        assert domainOf(run, "life") is None
+        run.cli("restore", str(saved))
+    # Not yet saved, or moved: the guest runs, with its display.
+    connectedAs(run, "life", None if crashAt == "leave:held" else old)
+    assert guestState(run, "life") == before
+    assert run.xenstore()[f"/xend-vfb/guest/{before['uuid']}/state"] == "running"
+
+
 def test_a_reboot_while_the_daemon_is_down_is_followed_later(run, tmp_path):
     run.start()
     run.cli("create", guestConfig(tmp_path))

@@ -262,6 +262,9 @@ class Guests:
             return
         info = domains.get(domid)
         if info is not None and info.uuid == uuid:
+            if info.shutdown is None and record["state"] == AWAY:
+                # A save or migration that a daemon killed before it began.
+                yield self._update(uuid, state=RUNNING)
             if info.shutdown is None or record["state"] == PRESERVED:
                 return
             if info.shutdown == ShutdownReason.suspend:
@@ -273,12 +276,13 @@ class Guests:
         successors = [d for d in domains.values()
                       if d.uuid == uuid and d.domid != domid and d.shutdown is None]
         if successors:
-            # Restored or migrated here by plain xl: give it its devices now.
-            new = successors[0].domid
+            # Restored or migrated here by plain xl, or by a daemon killed before it
+            # could let the domain run: give it its devices now (and let it run).
+            new = successors[0]
             log.info("guest {name}: now domain {new} (was {old})", name=record["name"],
-                     new=new, old=domid)
+                     new=new.domid, old=domid)
             yield self.daemon.teardown(domid, graceful=False)
-            yield self._adopt(record, new)
+            yield self._adopt(record, new.domid, start=new.paused)
             return
         if record["state"] == AWAY:
             if (yield self.xs.exists(f"{PRIVATE_ROOT}/{domid}")):
@@ -396,6 +400,7 @@ class Guests:
         # Before the move: once the domain is gone its devices go, and with them their
         # displays unless the backend holds them.
         held = record is not None and (yield self.daemon.backends.hold(domid))
+        crashPoint("leave:held")
         self.daemon.busy.add(domid)
         try:
             result = yield move(domid, *arguments)
@@ -407,6 +412,7 @@ class Guests:
             raise
         finally:
             self.daemon.busy.discard(domid)
+        crashPoint("leave:moved")
         yield self.daemon.teardown(domid, graceful=False, keepBackend=held)
         return record, result
 

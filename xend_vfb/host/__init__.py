@@ -49,6 +49,8 @@ class DomainInfo:
     uuid: str
     #: None while the domain runs (or is paused); why it stopped once it has.
     shutdown: ShutdownReason | None = None
+    #: Built or moved here but not let run yet (`startDomain` has not been called).
+    paused: bool = False
 
 
 class IHost(Interface):

@@ -99,7 +99,8 @@ class EmulatedHost:
             if name is None or vm is None:
                 continue  # being built or torn down
             found[domid] = DomainInfo(domid, name, vm.rsplit("/", 1)[-1],
-                                      self._shutdownReason(domid))
+                                      self._shutdownReason(domid), paused=not (
+                                          guestDir(self.runDir, domid) / STARTED_FILE).exists())
         return found
 
     def _shutdownReason(self, domid: int) -> ShutdownReason | None:

@@ -209,7 +209,7 @@ class XenHost:
             if name is None or vm is None:
                 continue  # being built by xl, or torn down
             found[domid] = DomainInfo(domid, name, vm.rsplit("/", 1)[-1] or row.uuid,
-                                      row.shutdown)
+                                      row.shutdown, paused=row.state[2:3] == "p")
         return found
 
     @inlineCallbacks
