@@ -8,6 +8,7 @@ guest memory.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,9 @@ class VfbOps(DeviceOps):
             return VNCDisplay(self.screen, sink, listen=config.vnclisten, display=display,
                               findUnused=findUnused, password=password or "",
                               keymap=config.keymap, reactor=device.context.reactor,
-                              name=f"{device.context.name} ({device.name})")
+                              name=f"{device.context.name} ({device.name})",
+                              # The daemon's setting (its environment reaches backends).
+                              lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1")
 
         self.display = None
         if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:

@@ -1,12 +1,16 @@
-"""Encoding screen rectangles for one RFB client: Raw, Hextile and ZRLE.
+"""Encoding screen rectangles for one RFB client: Raw, Hextile, Zlib, ZRLE and Tight.
 
 The client lists the encodings it accepts, most preferred first; we use the
-first of ZRLE, Hextile and Raw it names (Raw when it names none).  ZRLE is the
-compact one (zlib over 64x64 tiles); Hextile suits clients without zlib.  Both
-send a one-colour tile as one pixel and every other tile as it is: finding
-sub-rectangles or palettes would need per-pixel Python work costing more than
-it saves on the links a VNC display of a local guest uses, and ZRLE's zlib
-already squeezes repeated content.
+first of Tight, ZRLE, Zlib, Hextile and Raw it names (Raw when it names none).
+Tight (`tight`) is the compact one: fills, palettes, zlib and, when allowed,
+JPEG.  ZRLE is zlib over 64x64 tiles; Zlib is Raw through one zlib stream;
+Hextile suits clients without zlib.  ZRLE and Hextile send a one-colour tile
+as one pixel and every other tile as it is.
+
+The client's CompressLevel pseudo-encoding (0-9) is zlib's level: for Tight
+at once (its streams are restarted), for ZRLE and Zlib from the start of their
+one stream (Python's zlib cannot change a stream's level).  Its QualityLevel
+(0-9) turns JPEG on, but only where the display allows lossy encoding.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
+from typing import Any
 
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, Translator, gatherRect, rectRows
+from xend_vfb.rfb.tight import TightEncoder
 
 __all__ = ["Encoding", "RectEncoder", "RECT_HEADER"]
 
@@ -30,12 +36,18 @@ class Encoding(IntEnum):
 
     RAW = 0
     HEXTILE = 5
+    ZLIB = 6
+    TIGHT = 7
     ZRLE = 16
     DESKTOP_SIZE = -223
     QEMU_EXTENDED_KEY_EVENT = -258
+    #: Pseudo-encodings -32 .. -23: JPEG quality level 0-9 (Tight).
+    QUALITY_LEVEL_0 = -32
+    #: Pseudo-encodings -256 .. -247: compression level 0-9.
+    COMPRESS_LEVEL_0 = -256
 
 
-_PIXEL_ENCODINGS = (Encoding.ZRLE, Encoding.HEXTILE, Encoding.RAW)
+_PIXEL_ENCODINGS = (Encoding.TIGHT, Encoding.ZRLE, Encoding.ZLIB, Encoding.HEXTILE, Encoding.RAW)
 
 _HEXTILE_RAW = b"\x01"
 _HEXTILE_BACKGROUND = 2
@@ -64,15 +76,23 @@ def _tiles(
 class RectEncoder:
     """What one client accepts (encodings, pixel format), and rectangles encoded for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, lossyAllowed: bool = False) -> None:
         self.encoding = Encoding.RAW
         self.desktopSize = False
         #: Every encoding and pseudo-encoding the client listed.
         self.accepted: frozenset[int] = frozenset()
         self.pixelFormat = NATIVE
+        #: Whether JPEG may be used at all (the display's setting).
+        self.lossyAllowed = lossyAllowed
+        #: The client's QualityLevel (0-9), None when it sent none.
+        self.quality: int | None = None
+        self.compressLevel = _ZLIB_LEVEL
         self._translators: dict[Encoding, Translator] = {}
-        # One zlib stream for the connection's whole life, as ZRLE requires.
-        self._zlib = zlib.compressobj(_ZLIB_LEVEL)
+        # One zlib stream each for the connection's whole life, as ZRLE and Zlib require;
+        # made at first use, with the compression level asked by then.
+        self._zrleStream: Any = None
+        self._zlibStream: Any = None
+        self._tight = TightEncoder(self.pixelFormat)
 
     def setEncodings(self, encodings: Iterable[int]) -> None:
         """Take a client's SetEncodings list (most preferred first)."""
@@ -80,11 +100,26 @@ class RectEncoder:
         self.accepted = frozenset(listed)
         self.desktopSize = Encoding.DESKTOP_SIZE in listed
         self.encoding = next((Encoding(e) for e in listed if e in _PIXEL_ENCODINGS), Encoding.RAW)
+        self.quality = next((e - Encoding.QUALITY_LEVEL_0 for e in listed
+                             if 0 <= e - Encoding.QUALITY_LEVEL_0 <= 9), None)
+        level = next((e - Encoding.COMPRESS_LEVEL_0 for e in listed
+                      if 0 <= e - Encoding.COMPRESS_LEVEL_0 <= 9), None)
+        if level is not None:
+            self.compressLevel = level
+            self._tight.setCompressLevel(level)
 
     def setPixelFormat(self, pf: PixelFormat) -> None:
         """Take a client's SetPixelFormat."""
         self.pixelFormat = pf
         self._translators.clear()
+        self._tight.setPixelFormat(pf)
+
+    @property
+    def jpegQuality(self) -> int | None:
+        """The JPEG quality level to use now, or None for lossless only."""
+        if not self.lossyAllowed or self.encoding != Encoding.TIGHT:
+            return None
+        return self.quality
 
     def _translator(self) -> Translator:
         translator = self._translators.get(self.encoding)
@@ -94,22 +129,35 @@ class RectEncoder:
         return translator
 
     def encode(
-        self, pixels: memoryview, width: int, x: int, y: int, w: int, h: int
-    ) -> list[bytes | memoryview]:
-        """One rectangle of the screen (pixels, width), with its header, to be joined at once.
+        self, pixels: memoryview, width: int, x: int, y: int, w: int, h: int,
+        lossless: bool = False,
+    ) -> tuple[int, list[bytes | memoryview], bool]:
+        """One rectangle of the screen (pixels, width): (how many RFB rectangles, their
+        chunks with headers, to be joined at once, whether any is lossy).
 
-        In the screen's own format, Raw data is views of the screen's rows: the one copy
-        is the caller's join, made before the screen can change.
+        `lossless` forbids JPEG for this rectangle (a refresh of a lossy area).  In the
+        screen's own format, Raw data is views of the screen's rows: the one copy is the
+        caller's join, made before the screen can change.
         """
+        if self.encoding == Encoding.TIGHT:
+            quality = None if lossless else self.jpegQuality
+            count, tight, lossy = self._tight.encode(pixels, width, x, y, w, h, quality)
+            return count, list(tight), lossy
         header = RECT_HEADER.pack(x, y, w, h, self.encoding)
         translator = self._translator()
         if self.encoding == Encoding.ZRLE:
-            return [header, *self._zrle(pixels, width, translator, x, y, w, h)]
+            return 1, [header, *self._zrle(pixels, width, translator, x, y, w, h)], False
         if self.encoding == Encoding.HEXTILE:
-            return [header, *self._hextile(pixels, width, translator, x, y, w, h)]
+            return 1, [header, *self._hextile(pixels, width, translator, x, y, w, h)], False
+        if self.encoding == Encoding.ZLIB:
+            if self._zlibStream is None:
+                self._zlibStream = zlib.compressobj(self.compressLevel)
+            raw = translator.translate(gatherRect(pixels, width, x, y, w, h))
+            data = self._zlibStream.compress(raw) + self._zlibStream.flush(zlib.Z_SYNC_FLUSH)
+            return 1, [header, _LENGTH.pack(len(data)), data], False
         if translator.identity:
-            return [header, *rectRows(pixels, width, x, y, w, h)]
-        return [header, translator.translate(gatherRect(pixels, width, x, y, w, h))]
+            return 1, [header, *rectRows(pixels, width, x, y, w, h)], False
+        return 1, [header, translator.translate(gatherRect(pixels, width, x, y, w, h))], False
 
     def _hextile(self, pixels: memoryview, width: int, translator: Translator,
                  x: int, y: int, w: int, h: int) -> list[bytes]:
@@ -138,7 +186,10 @@ class RectEncoder:
                 parts += (_ZRLE_SOLID, first)
             else:
                 parts += (_ZRLE_RAW, tile)
-        data = self._zlib.compress(b"".join(parts)) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+        if self._zrleStream is None:
+            self._zrleStream = zlib.compressobj(self.compressLevel)
+        stream = self._zrleStream
+        data = stream.compress(b"".join(parts)) + stream.flush(zlib.Z_SYNC_FLUSH)
         return [_LENGTH.pack(len(data)), data]
 
     def pseudoRect(self, encoding: Encoding, width: int = 0, height: int = 0) -> bytes:

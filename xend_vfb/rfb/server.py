@@ -32,7 +32,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IAddress, IListeningPort, IPushProducer, IReactorTCP
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IPushProducer,
+    IReactorTCP,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,7 +53,7 @@ from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
 from xend_vfb.rfb.region import DirtyRegion, Rect, intersect
 
-__all__ = ["VNCDisplay", "VNC_BASE_PORT"]
+__all__ = ["VNCDisplay", "VNC_BASE_PORT", "LOSSLESS_REFRESH_SECONDS"]
 
 VNC_BASE_PORT = 5900
 _SECURITY_NONE = 1
@@ -56,6 +62,8 @@ _RESULT_OK = struct.pack("!I", 0)
 _RESULT_FAILED = struct.pack("!I", 1)
 _VERSION = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 _MAX_CUT_TEXT = 1 << 20
+#: How long after the last lossy (JPEG) update its areas are sent again losslessly (as QEMU).
+LOSSLESS_REFRESH_SECONDS = 2.0
 #: RFB sizes are 16-bit (ServerInit, rectangle headers, DesktopSize).
 _MAX_SIZE = 0xFFFF
 
@@ -91,8 +99,12 @@ class RFBServerProtocol(Protocol):
         self._handler = self._gotVersion
         self._minor = 3
         self._challenge = b""
-        self._encoder = RectEncoder()
+        self._encoder = RectEncoder(display.lossy)
         self._dirty = DirtyRegion()
+        #: Areas last sent as JPEG, and those owed a lossless refresh.
+        self._lossy = DirtyRegion()
+        self._lossless = DirtyRegion()
+        self._refreshCall: Any = None
         self._request: Rect | None = None
         self._clientSize = (0, 0)
         self._resizePending = False
@@ -124,8 +136,9 @@ class RFBServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop watching the screen and release whatever this viewer held down."""
         self._closing = True
-        if self._sendCall is not None and self._sendCall.active():
-            self._sendCall.cancel()
+        for call in (self._sendCall, self._refreshCall):
+            if call is not None and call.active():
+                call.cancel()
         if self.viewing:
             self.viewing = False
             self._keyboard.releaseAll()
@@ -305,6 +318,8 @@ class RFBServerProtocol(Protocol):
             self._drop("screen resized and the client cannot take a new size (no DesktopSize)")
             return
         self._dirty.clear()
+        self._lossy.clear()
+        self._lossless.clear()
         self._dirty.add((0, 0, width, height))
         self._resizePending = True
         self._maybeSend()
@@ -333,7 +348,7 @@ class RFBServerProtocol(Protocol):
             and self._request is not None
             and not self._paused
             and not self._closing
-            and (self._resizePending or self._dirty or self._pseudo)
+            and (self._resizePending or self._dirty or self._pseudo or self._lossless)
         ):
             self._sendCall = self._display.reactor.callLater(0, self._sendUpdate)
 
@@ -360,15 +375,40 @@ class RFBServerProtocol(Protocol):
                 return
         area = intersect(self._request, (0, 0, *size))
         rects = self._dirty.take(area) if area is not None else []
-        if not rects and not pseudo:
+        for rect in rects:
+            self._lossless.take(rect)  # changed again: sent now, however it is encoded
+        refreshes = self._lossless.take(area) if area is not None else []
+        if not rects and not refreshes and not pseudo:
             return
         self._request = None
         pixels = screen.pixels()
-        chunks: list[bytes | memoryview] = [_UPDATE_HEADER.pack(0, len(pseudo) + len(rects))]
-        chunks += pseudo
-        for x, y, w, h in rects:
-            chunks += self._encoder.encode(pixels, screen.width, x, y, w, h)
+        count = len(pseudo)
+        chunks: list[bytes | memoryview] = [b"", *pseudo]
+        sentLossy = False
+        for rect, lossless in [(r, False) for r in rects] + [(r, True) for r in refreshes]:
+            n, encoded, lossy = self._encoder.encode(pixels, screen.width, *rect, lossless)
+            count += n
+            chunks += encoded
+            if lossy:
+                self._lossy.add(rect)
+                sentLossy = True
+            else:
+                self._lossy.take(rect)
+        chunks[0] = _UPDATE_HEADER.pack(0, count)
         self.transport.write(b"".join(chunks))
+        if sentLossy:
+            # Lossy areas are sent again losslessly once nothing was sent lossy for a while.
+            if self._refreshCall is not None and self._refreshCall.active():
+                self._refreshCall.cancel()
+            self._refreshCall = self._display.clock.callLater(
+                LOSSLESS_REFRESH_SECONDS, self._refreshLossy)
+
+    def _refreshLossy(self) -> None:
+        self._refreshCall = None
+        for rect in self._lossy.rects():
+            self._lossless.add(rect)
+        self._lossy.clear()
+        self._maybeSend()
 
 
 def _announceable(width: int, height: int) -> bool:
@@ -408,7 +448,10 @@ class VNCDisplay:
     from there up (xm's ``vncunused``, from 5900 when `display` is None); with
     neither, a port the system picks.  An empty `password` means no
     authentication.  `keymap` is the guest's keyboard layout; an unknown one
-    raises ConfigError here.
+    raises ConfigError here.  `lossy` lets Tight clients that ask for a JPEG
+    quality have JPEG (off by default, as QEMU's ``lossy=off``); areas sent as
+    JPEG are sent again losslessly `LOSSLESS_REFRESH_SECONDS` after the last
+    lossy update, timed by `clock` (the reactor unless given).
     """
 
     def __init__(
@@ -422,6 +465,8 @@ class VNCDisplay:
         keymap: str = "en-us",
         reactor: IReactorTCP | None = None,  # also IReactorTime
         name: str = "xend-vfb",
+        lossy: bool = False,
+        clock: IReactorTime | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as defaultReactor
@@ -435,6 +480,8 @@ class VNCDisplay:
         self.password = password
         self.name = name
         self.reactor = reactor
+        self.lossy = lossy
+        self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
         self._listen = listen
         self._display = display
         self._findUnused = findUnused

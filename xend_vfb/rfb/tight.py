@@ -1,0 +1,264 @@
+"""Tight encoding (RFB encoding 7): fills, palettes, zlib streams and JPEG.
+
+What goes on the wire (the RFB protocol community specification, "Tight"):
+each rectangle starts with a compression-control byte.  Its low four bits ask
+the client to reset zlib streams 0-3; its high four bits say what follows:
+``8`` a fill (one colour), ``9`` a JPEG image, otherwise "basic" compression
+with bits 4-5 the zlib stream and bit 6 "a filter id follows" (filter 1 is a
+palette: 2 colours as one bit per pixel, rows padded to a byte; up to 256 as
+one byte per pixel).  Data shorter than 12 bytes goes as it is; longer data
+is zlib-compressed in its stream, flushed, and preceded by its length in 1-3
+bytes (7 bits each, least significant first).  Colours are TPIXELs: R, G, B
+bytes when the client's format is 32 bits of depth 24 with 8-bit channels,
+its own pixel format otherwise.  A rectangle is at most 2048 pixels wide.
+
+How we use it: a rectangle is cut into 64x64 tiles and each tile classified
+with Pillow's `getcolors` (C, a few microseconds): one colour, a few (a
+palette), or many.  Neighbouring tiles of the same colour become one fill,
+neighbouring palettes one palette while their colours fit, and neighbouring
+many-colour tiles one rectangle, so a text console is a few fills and
+palettes per 64 rows, and a photo long full-colour (or JPEG) strips.
+Stream 0 carries full colour, 1 two-colour palettes, 2 larger ones.
+
+Nothing is done per pixel in Python: Pillow reads tiles in place from the
+screen (`getcolors`, the R, G, B bytes that are Tight's TPIXELs, JPEG).
+Palette indices: each channel's bytes are mapped to the rank of their value
+among the palette's values for that channel (`bytes.translate`), the three
+ranks combined into one number by big-integer arithmetic whose per-byte
+results never carry, and that number mapped to the palette index by a last
+`translate`.  This needs the product of the three channels' distinct value
+counts to stay under 256, which holds for the few colours a palette has in
+practice; otherwise the tile goes as full colour.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from PIL import Image
+
+from xend_vfb.display import BYTES_PER_PIXEL
+from xend_vfb.rfb.pixels import PixelFormat, Translator
+
+__all__ = ["TightEncoder", "MAX_WIDTH", "JPEG_QUALITIES"]
+
+MAX_WIDTH = 2048
+_TILE = 64
+_MIN_TO_COMPRESS = 12
+_FILL, _JPEG = 0x80, 0x90
+_FILTER = 0x40
+_PALETTE_FILTER = 1
+_FULL_STREAM, _MONO_STREAM, _INDEXED_STREAM = 0, 1, 2
+#: JPEG quality for each client QualityLevel 0-9.
+JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 88, 95)
+_RGB_888 = PixelFormat(24, 24, True, True, 255, 255, 255, 16, 8, 0)  # bytes R, G, B
+
+
+def compactLength(n: int) -> bytes:
+    """Tight's 1-3 byte length: 7 bits per byte, least significant first."""
+    out = bytearray([n & 0x7F])
+    if n > 0x7F:
+        out[0] |= 0x80
+        out.append((n >> 7) & 0x7F)
+        if n > 0x3FFF:
+            out[1] |= 0x80
+            out.append((n >> 14) & 0xFF)
+    return bytes(out)
+
+
+def tightPixelFormat(pf: PixelFormat) -> PixelFormat:
+    """The format of TPIXELs for a client using `pf`."""
+    if (pf.trueColour and pf.bitsPerPixel == 32 and pf.depth == 24
+            and pf.redMax == pf.greenMax == pf.blueMax == 255):
+        return _RGB_888
+    return pf
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Part of a band of tiles: `kind` is 'fill', 'palette' or 'full'."""
+
+    kind: str
+    x: int  # on the screen
+    w: int
+    colours: tuple[tuple[int, int, int], ...] = ()
+
+
+class TightEncoder:
+    """Tight rectangles for one client: its four zlib streams, levels and pixel format."""
+
+    def __init__(self, pf: PixelFormat) -> None:
+        self._streams: list[zlib._Compress | None] = [None] * 4
+        self._level = 1
+        self._reset = 0  # streams the next rectangles using them ask the client to reset
+        self.setPixelFormat(pf)
+
+    def setPixelFormat(self, pf: PixelFormat) -> None:
+        """Take a client's new pixel format."""
+        self._pf = pf
+        self._translator = Translator(tightPixelFormat(pf))
+        self._rgb = tightPixelFormat(pf) == _RGB_888
+        # JPEG only with 16 or 32 bits per pixel (the Tight specification's rule).
+        self.jpegPossible = pf.trueColour and pf.bitsPerPixel in (16, 32)
+
+    def setCompressLevel(self, level: int) -> None:
+        """CompressLevel 0-9: zlib's level from then on; the streams are restarted with it."""
+        if level != self._level:
+            self._level = level
+            for stream in range(4):
+                if self._streams[stream] is not None:
+                    self._streams[stream] = None
+                    self._reset |= 1 << stream
+
+    def _maxColours(self) -> int:
+        # A larger palette is worth its analysis when the client asks for more compression.
+        return 16 if self._level >= 4 else 8
+
+    def encode(
+        self, pixels: memoryview, width: int, x: int, y: int, w: int, h: int,
+        jpegQuality: int | None,
+    ) -> tuple[int, list[bytes], bool]:
+        """The rectangle as Tight rectangles: (count, chunks with headers, whether lossy)."""
+        from xend_vfb.rfb.encodings import RECT_HEADER, Encoding
+
+        count, chunks, lossy = 0, [], False
+        stride = width * BYTES_PER_PIXEL
+        for ty in range(y, y + h, _TILE):
+            th = min(_TILE, y + h - ty)
+            for piece in self._pieces(pixels, stride, x, ty, w, th):
+                header = RECT_HEADER.pack(piece.x, ty, piece.w, th, Encoding.TIGHT)
+                data, pieceLossy = self._encodePiece(pixels, stride, ty, th, piece, jpegQuality)
+                chunks += (header, data)
+                count += 1
+                lossy |= pieceLossy
+        return count, chunks, lossy
+
+    def _pieces(
+        self, pixels: memoryview, stride: int, x: int, y: int, w: int, th: int
+    ) -> Iterator[_Piece]:
+        """A band's tiles classified, neighbours of the same kind merged."""
+        maxColours = self._maxColours()
+        current: _Piece | None = None
+        for tx in range(x, x + w, _TILE):
+            tw = min(_TILE, x + w - tx)
+            found = _image("RGB", pixels, stride, tx, y, tw, th).getcolors(maxColours)
+            if found is None:
+                piece = _Piece("full", tx, tw)
+            elif len(found) == 1:
+                piece = _Piece("fill", tx, tw, (found[0][1],))
+            else:
+                piece = _Piece("palette", tx, tw, tuple(sorted(c for _, c in found)))
+            merged = _merged(current, piece, maxColours) if current is not None else None
+            if merged is not None:
+                current = merged
+                continue
+            if current is not None:
+                yield current
+            current = piece
+        if current is not None:
+            yield current
+
+    def _encodePiece(
+        self, pixels: memoryview, stride: int, y: int, th: int, piece: _Piece,
+        jpegQuality: int | None,
+    ) -> tuple[bytes, bool]:
+        if piece.kind == "fill":
+            return bytes((_FILL | self._takeReset(),)) + self._tpixels(piece.colours), False
+        image = _image("RGB", pixels, stride, piece.x, y, piece.w, th)
+        if piece.kind == "full" and jpegQuality is not None and self.jpegPossible:
+            out = io.BytesIO()
+            quality = JPEG_QUALITIES[jpegQuality]
+            image.save(out, "JPEG", quality=quality, subsampling=0 if quality >= 88 else 2)
+            data = out.getvalue()
+            return bytes((_JPEG | self._takeReset(),)) + compactLength(len(data)) + data, True
+        if piece.kind == "palette":
+            indices = _paletteIndices(image, piece.colours)
+            if indices is not None:
+                stream = _MONO_STREAM if len(piece.colours) == 2 else _INDEXED_STREAM
+                control = bytes((
+                    (stream << 4) | _FILTER | self._takeReset(),
+                    _PALETTE_FILTER,
+                    len(piece.colours) - 1,
+                ))
+                return control + self._tpixels(piece.colours) + self._compressed(
+                    stream, indices), False
+        if self._rgb:
+            data = image.tobytes()  # R, G, B: the TPIXELs themselves
+        else:
+            raw = _image("RGBX", pixels, stride, piece.x, y, piece.w, th).tobytes("raw", "BGRX")
+            data = self._translator.translate(raw)
+        control = bytes(((_FULL_STREAM << 4) | self._takeReset(),))
+        return control + self._compressed(_FULL_STREAM, data), False
+
+    def _takeReset(self) -> int:
+        """The reset bits to send now: all pending ones go with the next rectangle."""
+        bits, self._reset = self._reset, 0
+        return bits
+
+    def _tpixels(self, colours: tuple[tuple[int, int, int], ...]) -> bytes:
+        return self._translator.translate(b"".join(bytes((b, g, r, 0)) for r, g, b in colours))
+
+    def _compressed(self, stream: int, data: bytes) -> bytes:
+        if len(data) < _MIN_TO_COMPRESS:
+            return data
+        compressor = self._streams[stream]
+        if compressor is None:
+            compressor = self._streams[stream] = zlib.compressobj(self._level)
+        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return compactLength(len(out)) + out
+
+
+def _merged(a: _Piece, b: _Piece, maxColours: int) -> _Piece | None:
+    """`a` and the piece right of it as one, when that costs nothing: the same colour, both
+    full colour, or palettes whose union still fits (two-colour ones stay two-colour)."""
+    if a.kind != b.kind or a.w + b.w > MAX_WIDTH:
+        return None
+    colours = a.colours
+    if a.kind == "fill" and a.colours != b.colours:
+        return None
+    if a.kind == "palette":
+        colours = tuple(sorted(set(a.colours) | set(b.colours)))
+        if len(colours) > maxColours or (len(colours) > 2 and 2 in (len(a.colours),
+                                                                    len(b.colours))):
+            return None
+    return _Piece(a.kind, a.x, a.w + b.w, colours)
+
+
+def _image(mode: str, pixels: memoryview, stride: int, x: int, y: int, w: int, h: int
+           ) -> Image.Image:
+    """A rectangle of the screen as a Pillow image, read in place (no copy)."""
+    return Image.frombuffer(
+        mode, (w, h), pixels[y * stride + x * BYTES_PER_PIXEL :], "raw", "BGRX", stride, 1
+    )
+
+
+def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...]) -> bytes | None:
+    """Each pixel's index in `colours` (1 bit per pixel, rows padded, for two colours)."""
+    rgb = image.tobytes()
+    if len(colours) == 2:
+        (r0, g0, b0), (r1, g1, b1) = colours
+        channel, value = next(
+            (c, v1) for c, v0, v1 in ((0, r0, r1), (1, g0, g1), (2, b0, b1)) if v0 != v1
+        )
+        table = bytearray(256)
+        table[value] = 255
+        lane = rgb[channel::3].translate(table)
+        return Image.frombytes("L", image.size, lane).convert("1", dither=Image.Dither.NONE
+                                                              ).tobytes()
+    ranks = [{v: i for i, v in enumerate(sorted({c[p] for c in colours}))} for p in range(3)]
+    nr, ng, nb = (len(rank) for rank in ranks)
+    if nr * ng * nb > 256:
+        return None
+    key = 0
+    for channel, (rank, weight) in enumerate(zip(ranks, (ng * nb, nb, 1), strict=True)):
+        table = bytearray(256)
+        for value, r in rank.items():
+            table[value] = r
+        key += int.from_bytes(rgb[channel::3].translate(table), "little") * weight
+    toIndex = bytearray(256)
+    for index, (r, g, b) in enumerate(colours):
+        toIndex[(ranks[0][r] * ng + ranks[1][g]) * nb + ranks[2][b]] = index
+    return key.to_bytes(image.width * image.height, "little").translate(toIndex)
