@@ -171,6 +171,15 @@ class ReferenceClient(Protocol):
         self.send(struct.pack("!BBHHHH", 3, incremental, x, y, w, h))
         return d
 
+    def keyEvent(self, keysym: int, down: bool) -> None:
+        self.send(struct.pack("!BBxxI", 4, down, keysym))
+
+    def extendedKeyEvent(self, scancode: int, keysym: int, down: bool) -> None:
+        self.send(struct.pack("!BBHII", 255, 0, down, keysym, scancode))
+
+    def setDesktopSize(self, width: int, height: int) -> None:
+        self.send(struct.pack("!BxHHBxIHHHHI", 251, width, height, 1, 0, 0, 0, width, height, 0))
+
     def nextUpdate(self) -> Deferred:
         d = Deferred()
         self._waiting.append(d)

@@ -28,6 +28,8 @@ __all__ = ["Encoding", "RectEncoder", "RECT_HEADER"]
 
 RECT_HEADER = struct.Struct("!HHHHi")
 _LENGTH = struct.Struct("!I")
+_SCREENS = struct.Struct("!B3x")  # ExtendedDesktopSize: number of screens
+_SCREEN = struct.Struct("!IHHHHI")  # id, x, y, width, height, flags
 _ZLIB_LEVEL = 1  # fast; level 6 costs several times the CPU for a few percent
 
 
@@ -39,8 +41,11 @@ class Encoding(IntEnum):
     ZLIB = 6
     TIGHT = 7
     ZRLE = 16
+    LAST_RECT = -224
     DESKTOP_SIZE = -223
     QEMU_EXTENDED_KEY_EVENT = -258
+    QEMU_LED_STATE = -261
+    EXTENDED_DESKTOP_SIZE = -308
     #: Pseudo-encodings -32 .. -23: JPEG quality level 0-9 (Tight).
     QUALITY_LEVEL_0 = -32
     #: Pseudo-encodings -256 .. -247: compression level 0-9.
@@ -78,7 +83,9 @@ class RectEncoder:
 
     def __init__(self, lossyAllowed: bool = False) -> None:
         self.encoding = Encoding.RAW
+        #: Whether the client takes a new screen size (DesktopSize or ExtendedDesktopSize).
         self.desktopSize = False
+        self.extendedDesktopSize = False
         #: Every encoding and pseudo-encoding the client listed.
         self.accepted: frozenset[int] = frozenset()
         self.pixelFormat = NATIVE
@@ -98,7 +105,8 @@ class RectEncoder:
         """Take a client's SetEncodings list (most preferred first)."""
         listed = list(encodings)
         self.accepted = frozenset(listed)
-        self.desktopSize = Encoding.DESKTOP_SIZE in listed
+        self.extendedDesktopSize = Encoding.EXTENDED_DESKTOP_SIZE in listed
+        self.desktopSize = self.extendedDesktopSize or Encoding.DESKTOP_SIZE in listed
         self.encoding = next((Encoding(e) for e in listed if e in _PIXEL_ENCODINGS), Encoding.RAW)
         self.quality = next((e - Encoding.QUALITY_LEVEL_0 for e in listed
                              if 0 <= e - Encoding.QUALITY_LEVEL_0 <= 9), None)
@@ -196,6 +204,11 @@ class RectEncoder:
         """A pseudo-rectangle without data (e.g. QEMU's extended key event acknowledgement)."""
         return RECT_HEADER.pack(0, 0, width, height, encoding)
 
-    def desktopSizeRect(self, width: int, height: int) -> bytes:
-        """The DesktopSize pseudo-rectangle announcing a new screen size."""
-        return RECT_HEADER.pack(0, 0, width, height, Encoding.DESKTOP_SIZE)
+    def desktopSizeRect(self, width: int, height: int, reason: int = 0, status: int = 0) -> bytes:
+        """The pseudo-rectangle announcing the screen size: ExtendedDesktopSize (with why,
+        whether a client's request failed, and the one screen) if the client takes it,
+        DesktopSize otherwise."""
+        if not self.extendedDesktopSize:
+            return RECT_HEADER.pack(0, 0, width, height, Encoding.DESKTOP_SIZE)
+        return (RECT_HEADER.pack(reason, status, width, height, Encoding.EXTENDED_DESKTOP_SIZE)
+                + _SCREENS.pack(1) + _SCREEN.pack(0, 0, 0, width, height, 0))

@@ -7,8 +7,9 @@ which a German guest needs as AltGr+Q without Shift), the missing modifier is
 pressed, or the extra one released, just around the key press and restored
 right after it.  Restoring at once, rather than at key release, keeps fast
 overlapping typing right; the cost is that auto-repeat of such a key in the
-guest repeats the unmodified level.  Caps Lock pressed through the viewer is
-tracked so letters are not inverted twice.
+guest repeats the unmodified level.  Caps, Num and Scroll Lock pressed
+through any viewer are tracked in the display's `LockState` (so letters are
+not inverted twice, and clients asking for QEMU's LED state are shown it).
 
 Clients with QEMU extended key events send the key's position (an XT
 scancode) with each keysym: that key goes to the guest as it is, its layout
@@ -36,7 +37,7 @@ from xend_vfb.rfb.keymaps import (
 )
 from xend_vfb.rfb.scancodes import xtToLinux
 
-__all__ = ["Keyboard", "Pointer", "BTN_LEFT", "BTN_RIGHT", "BTN_MIDDLE"]
+__all__ = ["Keyboard", "LockState", "Pointer", "BTN_LEFT", "BTN_RIGHT", "BTN_MIDDLE"]
 
 BTN_LEFT = 0x110
 BTN_RIGHT = 0x111
@@ -46,18 +47,48 @@ _BUTTONS = ((1, BTN_LEFT), (2, BTN_MIDDLE), (4, BTN_RIGHT))
 _WHEEL_UP, _WHEEL_DOWN = 8, 16
 _SHIFTS = (KEY_LEFTSHIFT, KEY_RIGHTSHIFT)
 
+KEY_NUMLOCK, KEY_SCROLLLOCK = 69, 70
+#: QEMU LED state bits (pseudo-encoding -261) of each lock key.
+_LED_BITS = {KEY_SCROLLLOCK: 1, KEY_NUMLOCK: 2, KEY_CAPSLOCK: 4}
+
 log = Logger()
+
+
+class LockState:
+    """The guest's lock keys as far as the display knows: toggled by presses from viewers.
+
+    The vkbd protocol has no LED events from the guest, so this is what viewers pressed
+    since the display started (all off then), not what the guest may have set itself.
+    `onChange` observers are called with the new QEMU LED bits (Scroll 1, Num 2, Caps 4).
+    """
+
+    def __init__(self) -> None:
+        self.leds = 0
+        self.observers: list = []
+
+    @property
+    def capsLock(self) -> bool:
+        """Whether Caps Lock is on."""
+        return bool(self.leds & _LED_BITS[KEY_CAPSLOCK])
+
+    def pressed(self, keycode: int) -> None:
+        """A key went down (not an auto-repeat): toggle the lock it is, if any."""
+        bit = _LED_BITS.get(keycode)
+        if bit:
+            self.leds ^= bit
+            for observer in list(self.observers):
+                observer(self.leds)
 
 
 class Keyboard:
     """Keysym events of one viewer -> key events, tracking what that viewer holds down."""
 
-    def __init__(self, keymap: Keymap, sink: IInputSink) -> None:
+    def __init__(self, keymap: Keymap, sink: IInputSink, locks: LockState | None = None) -> None:
         self._keymap = keymap
         self._sink = sink
         self._byKeysym: dict[int, int] = {}  # keysym pressed -> keycode sent
         self._down: set[int] = set()  # keycodes this viewer holds
-        self._capsLock = False
+        self._locks = locks if locks is not None else LockState()
 
     def keyEvent(self, keysym: int, down: bool) -> None:
         """An RFB KeyEvent from the viewer."""
@@ -73,8 +104,8 @@ class Keyboard:
             self.keyEvent(keysym, down)
             return
         if down:
-            if keycode == KEY_CAPSLOCK and keycode not in self._down:
-                self._capsLock = not self._capsLock
+            if keycode not in self._down:
+                self._locks.pressed(keycode)
             self._down.add(keycode)
             self._sink.keyEvent(keycode, True)
         elif keycode in self._down:
@@ -91,7 +122,7 @@ class Keyboard:
             return
         fixes: list[tuple[int, bool]] = []
         if combo.hasLevel:
-            wantShift = combo.shift != (self._capsLock and combo.caps)
+            wantShift = combo.shift != (self._locks.capsLock and combo.caps)
             heldShifts = [code for code in _SHIFTS if code in self._down]
             if wantShift and not heldShifts:
                 fixes.append((KEY_LEFTSHIFT, True))
@@ -104,8 +135,8 @@ class Keyboard:
         self._sink.keyEvent(combo.keycode, True)
         for code, pressed in reversed(fixes):
             self._sink.keyEvent(code, not pressed)
-        if combo.keycode == KEY_CAPSLOCK and combo.keycode not in self._down:
-            self._capsLock = not self._capsLock
+        if combo.keycode not in self._down:
+            self._locks.pressed(combo.keycode)
         self._byKeysym[keysym] = combo.keycode
         self._down.add(combo.keycode)
 

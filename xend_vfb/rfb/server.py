@@ -48,7 +48,7 @@ from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.rfb.des import vncAuthResponse
 from xend_vfb.rfb.encodings import Encoding, RectEncoder
-from xend_vfb.rfb.input import Keyboard, Pointer
+from xend_vfb.rfb.input import Keyboard, LockState, Pointer
 from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
 from xend_vfb.rfb.region import DirtyRegion, Rect, intersect
@@ -77,11 +77,17 @@ _POINTER_EVENT = struct.Struct("!BHH")
 
 # Client message type -> bytes that follow the type byte before any variable part.
 _SET_PIXEL_FORMAT, _SET_ENCODINGS, _UPDATE, _KEY, _POINTER, _CUT_TEXT = 0, 2, 3, 4, 5, 6
+_SET_DESKTOP_SIZE = 251  # ExtendedDesktopSize's request: then 16 bytes per screen
 _QEMU = 255  # QEMU client message: a subtype byte, then the subtype's body
 _MESSAGE_SIZES = {
     _SET_PIXEL_FORMAT: 19, _SET_ENCODINGS: 3, _UPDATE: 9, _KEY: 7, _POINTER: 5, _CUT_TEXT: 7,
-    _QEMU: 1,
+    _SET_DESKTOP_SIZE: 7, _QEMU: 1,
 }
+_SET_DESKTOP_SIZE_MESSAGE = struct.Struct("!xHHBx")
+_SCREEN_SIZE = 16
+#: ExtendedDesktopSize: why (x) and a client request's outcome (y).
+_BY_SERVER, _BY_CLIENT, _PROHIBITED = 0, 1, 1
+_MAX_RECTS = 0xFFFF  # the update header's count: "ended by a LastRect rectangle"
 _QEMU_EXTENDED_KEY = 0
 _QEMU_KEY_EVENT = struct.Struct("!HII")  # down, keysym, XT scancode
 
@@ -110,12 +116,13 @@ class RFBServerProtocol(Protocol):
         self._resizePending = False
         #: Pseudo-rectangles owed to the client, sent with its next update.
         self._pseudo: list[bytes] = []
+        self._ledsPending = False
         self._paused = False
         self._sendCall: Any = None
         self._closing = False
         self.viewing = False
         self.closed: Deferred[None] = Deferred()
-        self._keyboard = Keyboard(display.keymap, display.input)
+        self._keyboard = Keyboard(display.keymap, display.input, display.locks)
         self._pointer = Pointer(display.input)
 
     # -- connection
@@ -250,6 +257,9 @@ class RFBServerProtocol(Protocol):
             self._keyboard.keyEvent(keysym, bool(down))
         elif kind == _POINTER:
             self._pointer.pointerEvent(*_POINTER_EVENT.unpack(body))
+        elif kind == _SET_DESKTOP_SIZE:
+            count = _SET_DESKTOP_SIZE_MESSAGE.unpack(body)[2]
+            self._expect(count * _SCREEN_SIZE, self._gotSetDesktopSize)
         elif kind == _QEMU:
             if body[0] != _QEMU_EXTENDED_KEY or not self._extendedKeys:
                 self._drop(f"unexpected QEMU message subtype {body[0]}")
@@ -272,17 +282,37 @@ class RFBServerProtocol(Protocol):
     def _extendedKeys(self) -> bool:
         return Encoding.QEMU_EXTENDED_KEY_EVENT in self._encoder.accepted
 
+    def _gotSetDesktopSize(self, data: bytes) -> None:
+        # Only the guest chooses its size (the vfb protocol has no request for it).
+        self._expect(1, self._gotMessageType)
+        if self._encoder.extendedDesktopSize:
+            screen = self._display.screen
+            self._pseudo.append(self._encoder.desktopSizeRect(
+                screen.width, screen.height, _BY_CLIENT, _PROHIBITED))
+            self._maybeSend()
+
     def _gotEncodings(self, data: bytes) -> None:
-        hadExtendedKeys = self._extendedKeys
+        before = self._encoder.accepted
         self._encoder.setEncodings(struct.unpack(f"!{len(data) // 4}i", data))
         self._expect(1, self._gotMessageType)
-        if self._extendedKeys and not hadExtendedKeys:
+        new = self._encoder.accepted - before
+        screen = self._display.screen
+        if Encoding.QEMU_EXTENDED_KEY_EVENT in new:
             # As QEMU does: a rectangle of that pseudo-encoding says the server takes
             # them.  It goes with the next update the client asks for (RFB sends
             # updates only on request; clients ask right after SetEncodings).
-            screen = self._display.screen
             self._pseudo.append(self._encoder.pseudoRect(
                 Encoding.QEMU_EXTENDED_KEY_EVENT, screen.width, screen.height))
+        if Encoding.EXTENDED_DESKTOP_SIZE in new:
+            # The screen layout, as the extension asks in reply to a first SetEncodings.
+            self._pseudo.append(self._encoder.desktopSizeRect(screen.width, screen.height))
+        if Encoding.QEMU_LED_STATE in new:
+            self._ledsPending = True
+        self._maybeSend()
+
+    def _ledsChanged(self, leds: int) -> None:
+        if Encoding.QEMU_LED_STATE in self._encoder.accepted:
+            self._ledsPending = True
             self._maybeSend()
 
     def _setPixelFormat(self, data: bytes) -> None:
@@ -348,7 +378,8 @@ class RFBServerProtocol(Protocol):
             and self._request is not None
             and not self._paused
             and not self._closing
-            and (self._resizePending or self._dirty or self._pseudo or self._lossless)
+            and (self._resizePending or self._dirty or self._pseudo or self._lossless
+                 or self._ledsPending)
         ):
             self._sendCall = self._display.reactor.callLater(0, self._sendUpdate)
 
@@ -359,6 +390,10 @@ class RFBServerProtocol(Protocol):
         screen = self._display.screen
         size = (screen.width, screen.height)
         pseudo, self._pseudo = self._pseudo, []
+        if self._ledsPending:
+            self._ledsPending = False
+            pseudo.append(self._encoder.pseudoRect(Encoding.QEMU_LED_STATE, 1, 1)
+                          + bytes((self._display.locks.leds,)))
         if self._resizePending:
             self._resizePending = False
             if size != self._clientSize:
@@ -394,6 +429,13 @@ class RFBServerProtocol(Protocol):
                 sentLossy = True
             else:
                 self._lossy.take(rect)
+        # At most 64 dirty rectangles, each cut by Tight into at most one piece per 64x64
+        # tile plus two per band: far below 65535 for any screen videoram can hold.
+        if Encoding.LAST_RECT in self._encoder.accepted:
+            # The count is not needed in advance then (clients that list it, vncdotool
+            # and TigerVNC among them, all take it).
+            count = _MAX_RECTS
+            chunks.append(self._encoder.pseudoRect(Encoding.LAST_RECT))
         chunks[0] = _UPDATE_HEADER.pack(0, count)
         self.transport.write(b"".join(chunks))
         if sentLossy:
@@ -477,6 +519,8 @@ class VNCDisplay:
         self.screen = screen
         self.input = input
         self.keymap: Keymap = loadKeymap(keymap)
+        #: The guest's lock keys as pressed by viewers (for QEMU's LED state).
+        self.locks = LockState()
         self.password = password
         self.name = name
         self.reactor = reactor
@@ -537,10 +581,12 @@ class VNCDisplay:
 
     def _viewerJoined(self, viewer: RFBServerProtocol) -> None:
         self._viewers.append(viewer)
+        self.locks.observers.append(viewer._ledsChanged)
         self.screen.addObserver(viewer)
 
     def _viewerLeft(self, viewer: RFBServerProtocol) -> None:
         self._viewers.remove(viewer)
+        self.locks.observers.remove(viewer._ledsChanged)
         self.screen.removeObserver(viewer)
 
     def _connectionLost(self, connection: RFBServerProtocol) -> None:
