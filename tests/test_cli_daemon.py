@@ -72,6 +72,8 @@ def test_end_to_end(run, tmp_path):
     assert text[0].split() == ["Name", "ID", "Displays"]
     assert text[1].split()[:2] == ["demo", "1"] and text[2].split()[:2] == ["twoheads", "2"]
 
+    # create returns once the backends are up; the guests connect on their own time.
+    waitUntil(lambda: allConnected(run, "twoheads"), "twoheads' devices to connect")
     vfbs = run.json("vfb-list", "twoheads")
     assert [v["devid"] for v in vfbs] == [0, 1]
     ports = set()

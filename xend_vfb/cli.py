@@ -1,31 +1,41 @@
 """The ``xend-vfb`` command line, in the style of xm: ``xend-vfb create -n demo.cfg``.
 
-Each subcommand is one ``_add...`` function that declares its arguments and its handler;
-a handler takes the parsed arguments and the output streams and returns the exit status.
-Every failure reaches the user as one line ``Error: <what and why>`` on stderr and a
-non-zero exit (2 for a command-line mistake); ``--verbose`` adds the traceback.
+Each subcommand is one ``commands.add(name, summary, handler, *arguments)`` in an
+``_add...`` function; a handler takes the parsed arguments and the output streams and
+returns the exit status.  Every failure reaches the user as one line
+``Error: <what and why>`` on stderr and a non-zero exit (2 for a command-line mistake);
+``--verbose`` adds the traceback.
+
+A command is one request on the daemon's socket, so the client side imports only the
+standard library and the pure modules it needs: no Twisted, no Pillow, nothing of the
+daemon (`tests/test_cli_lean.py`).  What only some commands need (the config model,
+the daemon itself) is imported by their handlers.
 """
 
+from __future__ import annotations
+
 import argparse
-import base64
 import json
 import os
-import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
 
-from xend_vfb import __version__, jsonline, sxp
+from xend_vfb import __version__, jsonclient
 from xend_vfb.errors import DaemonError, XendVfbError
-from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
-from xend_vfb.supervisor import programCommand
 from xend_vfb.xenbus import XenbusState
 
-__all__ = ["main", "buildParser"]
+#: Type checkers take this name as true; at run time the CLI does not import `typing`,
+#: a tenth of a bare Python start (the idiom of PEP 781).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn, TextIO
 
-Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
+    from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+
+    Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+__all__ = ["main", "buildParser"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -62,14 +72,26 @@ def _socketPath() -> str:
 def _call(message: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
     """One request to the daemon; `DaemonError` when it is not running."""
     try:
-        return jsonline.requestBlocking(_socketPath(), message, timeout)
+        return jsonclient.requestBlocking(_socketPath(), message, timeout)
     except (FileNotFoundError, ConnectionRefusedError):
         raise DaemonError(NOT_RUNNING) from None
     except TimeoutError:
         raise DaemonError(f"the daemon did not answer within {timeout:g} s") from None
 
 
+#: The device classes with attach, detach and list commands.
+DEVICE_CLASSES = ("vfb", "vkbd")
+
+
+def _deviceConfigClass(deviceClass: str) -> type[VfbConfig] | type[VkbdConfig]:
+    from xend_vfb.model import VfbConfig, VkbdConfig
+
+    return {"vfb": VfbConfig, "vkbd": VkbdConfig}[deviceClass]
+
+
 def _readDomainConfig(path: str, isSXP: bool) -> DomainConfig:
+    from xend_vfb.model import DomainConfig
+
     if isSXP:
         return DomainConfig.fromSXPFile(path)
     return DomainConfig.fromXmConfig(path, environ=os.environ)
@@ -85,6 +107,8 @@ def _describeDisplays(devices: dict) -> list[str]:
 
 
 def _create(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from xend_vfb import sxp
+
     # Check the config before anything else, so a mistake is reported even without a daemon.
     config = _readDomainConfig(args.config, args.sxp)
     if args.dry_run:
@@ -117,35 +141,33 @@ def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _attach(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
+def _attach(deviceClass: str) -> Handler:
     def attach(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-        deviceClass.parse(args.spec, deviceClass.deviceClass, environ=os.environ)
+        _deviceConfigClass(deviceClass).parse(args.spec, deviceClass, environ=os.environ)
         environ = {k: os.environ[k] for k in ("DISPLAY", "XAUTHORITY") if k in os.environ}
-        reply = _call({"op": "attach", "domain": args.domain, "class": deviceClass.deviceClass,
+        reply = _call({"op": "attach", "domain": args.domain, "class": deviceClass,
                        "spec": args.spec, "environ": environ})
         device = reply["device"]
-        out.write(f"{deviceClass.deviceClass} {device['devid']} attached to domain "
-                  f"{reply['domid']}\n")
-        if deviceClass is VfbConfig:
+        out.write(f"{deviceClass} {device['devid']} attached to domain {reply['domid']}\n")
+        if deviceClass == "vfb":
             out.write("".join(line + "\n" for line in _describeDisplays({"vfb": [device]})))
         return 0
 
     return attach
 
 
-def _detach(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
+def _detach(deviceClass: str) -> Handler:
     def detach(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-        _call({"op": "detach", "domain": args.domain, "class": deviceClass.deviceClass,
+        _call({"op": "detach", "domain": args.domain, "class": deviceClass,
                "devid": args.devid, "force": args.force})
         return 0
 
     return detach
 
 
-def _deviceList(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
+def _deviceList(deviceClass: str) -> Handler:
     def listing(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-        rows = _call({"op": "devices", "domain": args.domain,
-                      "class": deviceClass.deviceClass})["devices"]
+        rows = _call({"op": "devices", "domain": args.domain, "class": deviceClass})["devices"]
         if args.json:
             out.write(json.dumps(rows, indent=2) + "\n")
             return 0
@@ -160,6 +182,8 @@ def _deviceList(deviceClass: type[VfbConfig] | type[VkbdConfig]) -> Handler:
 
 
 def _screenshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import base64
+
     reply = _call({"op": "screenshot", "domain": args.domain, "devid": args.devid})
     with open(args.file, "wb") as f:
         f.write(base64.b64decode(reply["png"]))
@@ -173,6 +197,7 @@ def _stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except DaemonError as e:
         if str(e) != NOT_RUNNING or not args.all:
             raise
+        # Rare (the daemon was killed), so this path may import the emulated host.
         from xend_vfb.host.emulated import stopEmulatedHost
 
         for what in stopEmulatedHost(_runDir()):
@@ -214,8 +239,6 @@ def _migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from xend_vfb.daemon import runDaemon
-
     try:
         pid = _call({"op": "ping"}, timeout=5)["pid"]
         raise DaemonError(f"the xend-vfb daemon is already running (pid {pid})")
@@ -223,6 +246,7 @@ def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if str(e) != NOT_RUNNING:
             raise
     if args.foreground:
+        from xend_vfb.daemon import runDaemon
         from xend_vfb.log import startLogging
 
         startLogging(sys.stderr)
@@ -233,6 +257,10 @@ def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _startInBackground(args: argparse.Namespace, out: TextIO) -> int:
     """Run `daemon --foreground` in its own session, logging to the run dir, and
     return once it answers."""
+    import subprocess
+
+    from xend_vfb.supervisor import programCommand
+
     os.makedirs(_runDir(), mode=0o700, exist_ok=True)
     logPath = os.path.join(_runDir(), "xend-vfb.log")
     command = [*programCommand("xend-vfb"), "daemon", "--foreground"]
@@ -259,126 +287,143 @@ def _startInBackground(args: argparse.Namespace, out: TextIO) -> int:
     raise DaemonError(f"the daemon did not answer within {START_TIMEOUT:g} s; see {logPath}")
 
 
-def _addCommand(
-    commands: "argparse._SubParsersAction[_Parser]", name: str, summary: str, handler: Handler
-) -> argparse.ArgumentParser:
-    command = commands.add_parser(name, help=summary, description=summary)
-    # SUPPRESS keeps a --verbose given before the command from being reset here.
-    command.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="more detail"
-    )
-    command.set_defaults(handler=handler)
-    return command
+#: One argument of a command: what `ArgumentParser.add_argument` takes.
+_Argument = tuple[tuple[str, ...], dict]
 
 
-def _addCreate(commands: "argparse._SubParsersAction[_Parser]") -> None:
-    create = _addCommand(commands, "create", "create a domain from a config file", _create)
-    create.add_argument(
-        "-n",
-        "--dry-run",
-        action="store_true",
-        help="print the domain's SXP and create nothing",
-    )
-    create.add_argument(
-        "-C", dest="sxp", action="store_true", help="CONFIG is SXP (as printed by create -n)"
-    )
-    create.add_argument("config", metavar="CONFIG", help="xm config file (or SXP file with -C)")
+def _arg(*names: str, **options: object) -> _Argument:
+    return names, options
 
 
-def _addDaemon(commands: "argparse._SubParsersAction[_Parser]") -> None:
-    daemon = _addCommand(commands, "daemon", "run the xend-vfb daemon", _daemon)
-    daemon.add_argument(
-        "--emulated", action="store_true",
-        help="no hypervisor: run the embedded xenstored and simulated guests",
-    )
-    daemon.add_argument("--foreground", action="store_true", help="do not go to the background")
+DOMAIN = _arg("domain", metavar="DOM", help="domain name or id")
+JSON = _arg("--json", action="store_true", help="print a JSON array")
 
 
-def _addDomainCommands(commands: "argparse._SubParsersAction[_Parser]") -> None:
-    destroy = _addCommand(commands, "destroy", "destroy a domain", _destroy)
-    destroy.add_argument("domain", metavar="DOM", help="domain name or id")
-    listing = _addCommand(commands, "list", "list domains", _list)
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
-    screenshot = _addCommand(
-        commands, "screenshot", "write a display's screen to a PNG file", _screenshot
-    )
-    screenshot.add_argument("domain", metavar="DOM", help="domain name or id")
-    screenshot.add_argument("file", metavar="FILE.png")
-    screenshot.add_argument("--devid", type=int, default=0, help="vfb device id (default 0)")
-    stop = _addCommand(commands, "stop", "stop the daemon (guests keep running)", _stop)
-    stop.add_argument(
-        "--all", action="store_true", help="in emulated mode, also stop every guest and xenstored"
+class _Commands:
+    """The subcommands, declared one by one.  With `only`, just that command is built:
+    argparse makes every declared command's parser at once, and all of them cost a
+    client call more than its request to the daemon."""
+
+    def __init__(self, parser: _Parser, only: str | None) -> None:
+        self.subparsers = parser.add_subparsers(metavar="COMMAND", dest="command",
+                                                required=True)
+        self.only = only
+
+    def add(self, name: str, summary: str, handler: Handler, *arguments: _Argument) -> None:
+        if self.only is not None and name != self.only:
+            return
+        command = self.subparsers.add_parser(name, help=summary, description=summary)
+        # SUPPRESS keeps a --verbose given before the command from being reset here.
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="more detail"
+        )
+        command.set_defaults(handler=handler)
+        for names, options in arguments:
+            command.add_argument(*names, **options)
+
+    def built(self) -> bool:
+        return bool(self.subparsers.choices)
+
+
+def _addCreate(commands: _Commands) -> None:
+    commands.add(
+        "create", "create a domain from a config file", _create,
+        _arg("-n", "--dry-run", action="store_true",
+             help="print the domain's SXP and create nothing"),
+        _arg("-C", dest="sxp", action="store_true", help="CONFIG is SXP (as printed by create -n)"),
+        _arg("config", metavar="CONFIG", help="xm config file (or SXP file with -C)"),
     )
 
 
-def _addLifecycleCommands(commands: "argparse._SubParsersAction[_Parser]") -> None:
+def _addDaemon(commands: _Commands) -> None:
+    commands.add(
+        "daemon", "run the xend-vfb daemon", _daemon,
+        _arg("--emulated", action="store_true",
+             help="no hypervisor: run the embedded xenstored and simulated guests"),
+        _arg("--foreground", action="store_true", help="do not go to the background"),
+    )
+
+
+def _addDomainCommands(commands: _Commands) -> None:
+    commands.add("destroy", "destroy a domain", _destroy, DOMAIN)
+    commands.add("list", "list domains", _list, JSON)
+    commands.add("screenshot", "write a display's screen to a PNG file", _screenshot,
+                 DOMAIN, _arg("file", metavar="FILE.png"),
+                 _arg("--devid", type=int, default=0, help="vfb device id (default 0)"))
+    commands.add("stop", "stop the daemon (guests keep running)", _stop,
+                 _arg("--all", action="store_true",
+                      help="in emulated mode, also stop every guest and xenstored"))
+
+
+def _addLifecycleCommands(commands: _Commands) -> None:
     for name, summary, done in (("reboot", "ask a guest to reboot", "rebooted"),
                                 ("shutdown", "ask a guest to shut down", "shut down")):
-        command = _addCommand(commands, name, summary, _lifecycle(name, done))
-        command.add_argument("domain", metavar="DOM", help="domain name or id")
-        command.add_argument("-w", "--wait", action="store_true",
-                             help="wait until the guest has done it")
-    save = _addCommand(commands, "save", "save a guest to a file (it stops running)", _save)
-    save.add_argument("domain", metavar="DOM", help="domain name or id")
-    save.add_argument("file", metavar="FILE")
-    restore = _addCommand(commands, "restore", "restore a guest from a saved file", _restore)
-    restore.add_argument("file", metavar="FILE")
-    migrate = _addCommand(commands, "migrate", "move a running guest to another host",
-                          _migrate)
-    migrate.add_argument("domain", metavar="DOM", help="domain name or id")
-    migrate.add_argument("host", metavar="HOST", help="destination (localhost: this host)")
+        commands.add(name, summary, _lifecycle(name, done), DOMAIN,
+                     _arg("-w", "--wait", action="store_true",
+                          help="wait until the guest has done it"))
+    commands.add("save", "save a guest to a file (it stops running)", _save,
+                 DOMAIN, _arg("file", metavar="FILE"))
+    commands.add("restore", "restore a guest from a saved file", _restore,
+                 _arg("file", metavar="FILE"))
+    commands.add("migrate", "move a running guest to another host", _migrate,
+                 DOMAIN, _arg("host", metavar="HOST", help="destination (localhost: this host)"))
 
 
-def _addDeviceCommands(
-    commands: "argparse._SubParsersAction[_Parser]", deviceClass: type[VfbConfig] | type[VkbdConfig]
-) -> None:
-    name = deviceClass.deviceClass
-    attach = _addCommand(
-        commands, f"{name}-attach", f"add a {name} device to a running domain", _attach(deviceClass)
-    )
-    attach.add_argument("domain", metavar="DOM", help="domain name or id")
-    attach.add_argument("spec", metavar="SPEC", help="device string, e.g. 'vnc=1,vncunused=1'")
-    detach = _addCommand(
-        commands, f"{name}-detach", f"remove a {name} device from a domain", _detach(deviceClass)
-    )
-    detach.add_argument("domain", metavar="DOM", help="domain name or id")
-    detach.add_argument("devid", metavar="DEVID", type=int)
-    detach.add_argument("--force", action="store_true", help="do not wait for the guest")
-    listing = _addCommand(
-        commands, f"{name}-list", f"list a domain's {name} devices", _deviceList(deviceClass)
-    )
-    listing.add_argument("domain", metavar="DOM", help="domain name or id")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
+def _addDeviceCommands(commands: _Commands, name: str) -> None:
+    commands.add(f"{name}-attach", f"add a {name} device to a running domain", _attach(name),
+                 DOMAIN, _arg("spec", metavar="SPEC",
+                              help="device string, e.g. 'vnc=1,vncunused=1'"))
+    commands.add(f"{name}-detach", f"remove a {name} device from a domain", _detach(name),
+                 DOMAIN, _arg("devid", metavar="DEVID", type=int),
+                 _arg("--force", action="store_true", help="do not wait for the guest"))
+    commands.add(f"{name}-list", f"list a domain's {name} devices", _deviceList(name),
+                 DOMAIN, JSON)
 
 
-def buildParser() -> argparse.ArgumentParser:
-    """The whole command line; a new subcommand is one more ``_add...`` call here."""
+def buildParser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `only` the top level and that one command (the
+    whole one if there is no such command); a new subcommand is one more ``_add...``
+    call here."""
     parser = _Parser(
         prog="xend-vfb", description="Paravirtual display and keyboard devices for Xen guests."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more detail on errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(metavar="COMMAND", dest="command", required=True)
+    commands = _Commands(parser, only)
     _addDaemon(commands)
     _addCreate(commands)
     _addDomainCommands(commands)
     _addLifecycleCommands(commands)
-    _addDeviceCommands(commands, VfbConfig)
-    _addDeviceCommands(commands, VkbdConfig)
+    for deviceClass in DEVICE_CLASSES:
+        _addDeviceCommands(commands, deviceClass)
+    if not commands.built():
+        return buildParser()
     return parser
+
+
+def _commandNamed(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, when nothing before it but --verbose could make the
+    parse need the other commands (help, --version, an abbreviated option)."""
+    for arg in argv:
+        if arg not in ("-v", "--verbose"):
+            return None if arg.startswith("-") else arg
+    return None
 
 
 def _fail(err: TextIO, message: str, error: BaseException | None, verbose: bool) -> None:
     err.write(f"Error: {message}\n")
     if verbose and error is not None:
+        import traceback
+
         err.write("".join(traceback.format_exception(error)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``xend-vfb`` command; returns the exit status."""
     out, err = sys.stdout, sys.stderr
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = buildParser().parse_args(argv)
+        args = buildParser(_commandNamed(argv)).parse_args(argv)
     except _UsageError as e:
         _fail(err, str(e), None, False)
         return EXIT_USAGE

@@ -4,13 +4,14 @@ Used between the CLI and the daemon, and between both and each backend.  A
 request is `{"op": NAME, ...}`; the server calls `handler.op_NAME(request)`
 (which may return a Deferred) and answers `{"ok": true, ...result}` or
 `{"ok": false, "error": MESSAGE}`.  Sockets are created mode 0600: root only.
+The framing and the blocking client are in `xend_vfb.jsonclient` (standard
+library only, for the CLI); this module adds the Twisted server and client.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -20,16 +21,11 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from xend_vfb.errors import XendVfbError
+from xend_vfb.jsonclient import MAX_LINE, ChannelError, checked, encode, requestBlocking
 
 __all__ = ["listen", "request", "requestBlocking", "ChannelError"]
 
 log = Logger()
-
-MAX_LINE = 64 * 1024 * 1024
-
-
-class ChannelError(XendVfbError):
-    """Nobody answers on the socket, or the answer was an error."""
 
 
 class _Server(LineOnlyReceiver):
@@ -50,7 +46,7 @@ class _Server(LineOnlyReceiver):
             d = Deferred()
             d.errback(e)
         d.addCallbacks(lambda result: {"ok": True, **(result or {})}, self._failed)
-        d.addCallback(lambda reply: self.sendLine(json.dumps(reply).encode()))
+        d.addCallback(lambda reply: self.sendLine(encode(reply)))
 
     def _failed(self, failure: Any) -> dict:
         if not failure.check(XendVfbError, ValueError):
@@ -85,12 +81,6 @@ class _Client(LineOnlyReceiver):
             self.reply.errback(ChannelError("the connection closed before a reply"))
 
 
-def _checked(reply: dict) -> dict:
-    if not reply.get("ok"):
-        raise ChannelError(reply.get("error") or "request refused")
-    return reply
-
-
 def request(reactor: Any, path: str, message: dict, timeout: float = 10.0) -> Deferred[dict]:
     """Send `message` to the server on `path`; fires with the reply, or fails with
     `ChannelError` (nobody there, an error reply, no reply within `timeout`)."""
@@ -99,7 +89,7 @@ def request(reactor: Any, path: str, message: dict, timeout: float = 10.0) -> De
         Factory.forProtocol(lambda: client))
 
     def send(protocol: _Client) -> Deferred[dict]:
-        protocol.sendLine(json.dumps(message).encode())
+        protocol.sendLine(encode(message))
         return protocol.reply
 
     def unreachable(failure: Any) -> Any:
@@ -109,21 +99,6 @@ def request(reactor: Any, path: str, message: dict, timeout: float = 10.0) -> De
 
     d.addCallback(send)
     d.addTimeout(timeout, reactor)
-    d.addCallbacks(_checked, unreachable)
+    d.addCallbacks(checked, unreachable)
     return d
 
-
-def requestBlocking(path: str, message: dict, timeout: float | None = None) -> dict:
-    """`request` for programs without a reactor (the CLI).  Raises `ConnectionError`
-    (OSError) when nobody listens, `ChannelError` for an error reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = bytearray()
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise ChannelError("the daemon closed the connection before replying")
-            data += chunk
-    return _checked(json.loads(data))
