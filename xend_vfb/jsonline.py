@@ -61,7 +61,14 @@ def listen(reactor: Any, path: str, handler: Any) -> Deferred:
     if os.path.exists(path):
         os.unlink(path)
     endpoint = UNIXServerEndpoint(reactor, path, mode=0o600)
-    return endpoint.listen(Factory.forProtocol(lambda: _Server(handler)))
+    return endpoint.listen(_quiet(Factory.forProtocol(lambda: _Server(handler))))
+
+
+def _quiet(factory: Factory) -> Factory:
+    """No "Starting factory"/"Stopping factory" log lines: a daemon waiting for its
+    zygote makes hundreds of requests, and an admin's log should say what happened."""
+    factory.noisy = False
+    return factory
 
 
 class _Client(LineOnlyReceiver):
@@ -86,7 +93,7 @@ def request(reactor: Any, path: str, message: dict, timeout: float = 10.0) -> De
     `ChannelError` (nobody there, an error reply, no reply within `timeout`)."""
     client = _Client()
     d = UNIXClientEndpoint(reactor, path, timeout=timeout).connect(
-        Factory.forProtocol(lambda: client))
+        _quiet(Factory.forProtocol(lambda: client)))
 
     def send(protocol: _Client) -> Deferred[dict]:
         protocol.sendLine(encode(message))

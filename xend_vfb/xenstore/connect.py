@@ -176,6 +176,7 @@ def connect(
         return client
     endpoint = UNIXClientEndpoint(reactor, path, timeout=timeout)
     factory = Factory.forProtocol(lambda: XenstoreProtocol(client))
+    factory.noisy = False  # one connection of many: not worth a log line each
     delay, waited = 0.01, 0.0
     while True:
         try:
