@@ -11,6 +11,7 @@
 #                          (alternating noise and black frames) for $REDRAW_SECS
 #   DOMU: DEV ...          whenever /dev/fb0 or the kernel's vfb-0/vkbd-0 state
 #                          changes (e.g. across a save/restore or a migration)
+#   DOMU: KEYSTATE x ...   after the key X: the same state, now
 #   DOMU: REBOOTING ...    after the key B: the guest reboots itself (reboot -f)
 # It writes lines of text to tty1, which fbcon shows on the framebuffer.
 /bin/busybox --install -s /bin
@@ -49,14 +50,19 @@ for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
 done
 say "TEXT written to tty1"
 
+# /dev/fb0 and the kernel's vfb-0 and vkbd-0 states, as one word list.
+devstate() {
+    if [ -e /dev/fb0 ]; then fb0=present; else fb0=gone; fi
+    echo "fb0=$fb0 vfb-0=$(cat /sys/bus/xen/devices/vfb-0/state 2>/dev/null) vkbd-0=$(cat /sys/bus/xen/devices/vkbd-0/state 2>/dev/null)"
+}
+
 # Hot-plugged displays: report /dev/fb1 coming and going; and the state of fb0,
 # vfb-0 and vkbd-0 whenever it changes.
 (
     prev=gone
     dev=
     while :; do
-        if [ -e /dev/fb0 ]; then fb0=present; else fb0=gone; fi
-        now="fb0=$fb0 vfb-0=$(cat /sys/bus/xen/devices/vfb-0/state 2>/dev/null) vkbd-0=$(cat /sys/bus/xen/devices/vkbd-0/state 2>/dev/null)"
+        now=$(devstate)
         if [ "$now" != "$dev" ]; then
             say "DEV $now at $(cut -d' ' -f1 /proc/uptime)s"
             dev=$now
@@ -125,6 +131,7 @@ if [ -n "$kbd" ]; then
             case $hex in
                 *0100130001000000) redraw & ;;
                 *0100190001000000) redraw 200000 & ;;
+                *01002d0001000000) say "KEYSTATE x $(devstate)" ;;
                 *0100300001000000) say "REBOOTING itself"; reboot -f ;;
             esac
         done

@@ -9,7 +9,7 @@
 # XENTEST_WORK (default /var/tmp/xend-vfb-xen): downloads, images, and one
 # directory per run under runs/ (boot.log, report.txt, results.json, the
 # guest's console, the backend's log, screenshots).  XENTEST_TIMEOUT: seconds
-# before QEMU is stopped (default 1500).  XENTEST_ARGS: options for the driver
+# before QEMU is stopped (default 2400: a guard against hangs, not a budget).  XENTEST_ARGS: options for the driver
 # in dom0 (dom0_test.py), e.g. "--fps --migrations 3".  XENTEST_XENSTORE: how the project's
 # code in dom0 reaches xenstored: socket (default, what connect() picks in a
 # dom0 running xenstored) or xenbus (/dev/xen/xenbus; see docs/xen-harness.md
@@ -19,7 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 export XENTEST_WORK=${XENTEST_WORK:-/var/tmp/xend-vfb-xen}
 WORK=$XENTEST_WORK
-TIMEOUT=${XENTEST_TIMEOUT:-1500}
+TIMEOUT=${XENTEST_TIMEOUT:-2400}
 
 if [ ! -x "$REPO/.venv/bin/python" ]; then
     echo "xentest: $REPO/.venv is missing: run ./test.sh once to set it up" >&2
