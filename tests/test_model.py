@@ -14,7 +14,7 @@ from xend_vfb.model import KEYMAPS, DomainConfig, VfbConfig, VkbdConfig
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VFB_KEYS = (
     "backend, depth, display, height, keymap, opengl, script, sdl, type, uuid, videoram, vnc, "
-    "vncdisplay, vnclisten, vncpasswd, vncunused, width, xauthority"
+    "vncdisplay, vnclisten, vncpasswd, vncshare, vncunused, width, xauthority"
 )
 SECRET = "s3cret-Pa55"
 

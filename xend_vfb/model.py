@@ -22,6 +22,7 @@ from xend_vfb.errors import ConfigError
 
 __all__ = [
     "KEYMAPS",
+    "VNC_SHARE_POLICIES",
     "SECRET_KEYS",
     "Kind",
     "Key",
@@ -73,6 +74,11 @@ KEYMAPS: Mapping[str, tuple[str, str]] = {
     "tr": ("tr", ""),
 }
 
+#: What a VNC display does with a viewer's ClientInit shared flag (`vncshare=`), as QEMU's
+#: ``share=``: a viewer asking for exclusive access disconnects the others (and a shared one
+#: is refused while it is there), exclusive requests are refused, or the flag is ignored.
+VNC_SHARE_POLICIES = ("allow-exclusive", "force-shared", "ignore")
+
 #: Keys whose values are secret wherever they appear, even among verbatim top-level keys.
 SECRET_KEYS = frozenset({"vncpasswd"})
 
@@ -120,6 +126,12 @@ def _depth(text: str) -> int:
 
 def _keymap(text: str) -> str:
     if text not in KEYMAPS:
+        raise ValueError(text)
+    return text
+
+
+def _share(text: str) -> str:
+    if text not in VNC_SHARE_POLICIES:
         raise ValueError(text)
     return text
 
@@ -207,6 +219,7 @@ SIZE = _integerKind(1, 16384)
 DEPTH = Kind(_depth, "one of 8, 16, 24, 32")
 VIDEORAM = _integerKind(1, _MAX_VIDEORAM)
 KEYMAP = Kind(_keymap, "a keyboard layout such as en-us, en-gb, de, fr, es, it or ja")
+VNC_SHARE = Kind(_share, "one of " + ", ".join(VNC_SHARE_POLICIES))
 HOST = Kind(_host, "an IP address or a host name")
 X_DISPLAY = Kind(_xDisplay, "an X display such as ':0' or 'host:0.0'")
 ABSOLUTE_PATH = Kind(_absolutePath, "an absolute path")
@@ -418,6 +431,8 @@ class VfbConfig(DeviceConfig):
     display: str | None = _key(X_DISPLAY, None)
     xauthority: str | None = _key(ABSOLUTE_PATH, None)
     keymap: str = _key(KEYMAP, "en-us")
+    #: The shared-flag policy; None (not written to xenstore) means allow-exclusive.
+    vncshare: str | None = _key(VNC_SHARE, None)
     opengl: bool = _key(BOOLEAN, False)
     uuid: str | None = _key(UUID, None)
     #: The domain running the backend.

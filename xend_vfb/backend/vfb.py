@@ -124,7 +124,8 @@ class VfbOps(DeviceOps):
                               keymap=config.keymap, reactor=device.context.reactor,
                               name=f"{device.context.name} ({device.name})",
                               # The daemon's setting (its environment reaches backends).
-                              lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1")
+                              lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1",
+                              share=config.vncshare or "allow-exclusive")
 
         self.display = None
         if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:

@@ -8,8 +8,9 @@ while a client has no request outstanding, or while its connection's send
 buffer is full (the connection pauses us as a push producer), just widens its
 dirty region: a slow client gets fewer, fresher frames, never a growing queue.
 
-Every connection is shared (the ClientInit shared flag is ignored): several
-viewers watch and type at once, like xm's VNC consoles.  A client that cannot
+Several viewers watch and type at once, like xm's VNC consoles.  The ClientInit
+shared flag is handled as QEMU's ``share=`` says (`VNCDisplay`'s `share`): by
+default a viewer asking for exclusive access disconnects the others.  A client that cannot
 take a new screen size (no DesktopSize pseudo-encoding) is disconnected when
 the screen is resized; reconnecting shows the new size.  A screen size RFB
 cannot carry (beyond 65535 either way) is never announced: the viewer is
@@ -46,6 +47,7 @@ from zope.interface import implementer
 
 from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import ConfigError, DeviceError
+from xend_vfb.model import VNC_SHARE_POLICIES
 from xend_vfb.rfb.des import vncAuthResponse
 from xend_vfb.rfb.encodings import Encoding, RectEncoder
 from xend_vfb.rfb.input import Keyboard, LockState, Pointer
@@ -121,6 +123,8 @@ class RFBServerProtocol(Protocol):
         self._sendCall: Any = None
         self._closing = False
         self.viewing = False
+        #: Whether this viewer asked for exclusive access and got it.
+        self.exclusive = False
         self.closed: Deferred[None] = Deferred()
         self._keyboard = Keyboard(display.keymap, display.input, display.locks)
         self._pointer = Pointer(display.input)
@@ -218,6 +222,21 @@ class RFBServerProtocol(Protocol):
         self._drop(reason)
 
     def _gotClientInit(self, data: bytes) -> None:
+        shared, policy = bool(data[0]), self._display.share
+        if policy == "force-shared" and not shared:
+            self._drop("exclusive access asked, and the display is force-shared")
+            return
+        if policy == "allow-exclusive":
+            if shared and any(v.exclusive for v in self._display._viewers):
+                self._drop("another viewer has exclusive access")
+                return
+            if not shared:
+                self.exclusive = True
+                for other in list(self._display._connections):
+                    if other is not self:
+                        log.info("VNC client {peer} disconnected: another asked for exclusive "
+                                 "access", peer=_peer(other.transport.getPeer()))
+                        other.transport.loseConnection()
         screen = self._display.screen
         if not _announceable(screen.width, screen.height):
             self._drop(f"screen {screen.width}x{screen.height} is too large for RFB")
@@ -493,7 +512,9 @@ class VNCDisplay:
     raises ConfigError here.  `lossy` lets Tight clients that ask for a JPEG
     quality have JPEG (off by default, as QEMU's ``lossy=off``); areas sent as
     JPEG are sent again losslessly `LOSSLESS_REFRESH_SECONDS` after the last
-    lossy update, timed by `clock` (the reactor unless given).
+    lossy update, timed by `clock` (the reactor unless given).  `share` is
+    the shared-flag policy: ``allow-exclusive``, ``force-shared`` or ``ignore``
+    (`xend_vfb.model.VNC_SHARE_POLICIES`).
     """
 
     def __init__(
@@ -509,6 +530,7 @@ class VNCDisplay:
         name: str = "xend-vfb",
         lossy: bool = False,
         clock: IReactorTime | None = None,
+        share: str = "allow-exclusive",
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as defaultReactor
@@ -523,6 +545,10 @@ class VNCDisplay:
         self.locks = LockState()
         self.password = password
         self.name = name
+        if share not in VNC_SHARE_POLICIES:
+            raise ConfigError(f"unknown VNC share policy {share!r} "
+                              f"(expected one of {', '.join(VNC_SHARE_POLICIES)})")
+        self.share = share
         self.reactor = reactor
         self.lossy = lossy
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
