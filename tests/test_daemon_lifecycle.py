@@ -39,6 +39,13 @@ def guestConfig(tmp_path, name="life", extra=""):
     return str(path)
 
 
+def createGuest(run: DaemonRun, tmp_path, extra: str = "") -> int:
+    """Create the guest `life` and wait until its devices are Connected; its domid."""
+    run.cli("create", guestConfig(tmp_path, extra=extra))
+    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    return domainOf(run, "life")["domid"]
+
+
 def domainOf(run: DaemonRun, name: str) -> dict | None:
     found = [d for d in run.json("list") if d["name"] == name]
     return found[0] if found else None
@@ -80,8 +87,7 @@ def assertNothingLeftOf(run: DaemonRun, domid: int, backendHeld: bool = False) -
 
 def test_reboot_gives_the_new_domain_the_same_display(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     before = guestState(run, "life")
     old = domainOf(run, "life")["domid"]
     backend = run.backend(old)
@@ -104,8 +110,7 @@ def test_reboot_gives_the_new_domain_the_same_display(run, tmp_path):
 
 def test_a_guest_that_reboots_itself_is_remade(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     old = domainOf(run, "life")["domid"]
     run.guest(old).kill(signal.SIGHUP)  # the guest's own `reboot`
     new = connectedAs(run, "life", old)
@@ -118,9 +123,7 @@ def test_a_guest_that_reboots_itself_is_remade(run, tmp_path):
     ("destroy", "gone"), ("restart", "remade"), ("preserve", "kept")])
 def test_on_crash(run, tmp_path, onCrash, outcome):
     run.start()
-    run.cli("create", guestConfig(tmp_path, extra=f"on_crash = '{onCrash}'\n"))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
-    old = domainOf(run, "life")["domid"]
+    old = createGuest(run, tmp_path, extra=f"on_crash = '{onCrash}'\n")
     run.guest(old).kill(signal.SIGKILL)  # a crash: the guest leaves no reason
     if outcome == "gone":
         waitUntil(lambda: domainOf(run, "life") is None, "the crashed guest to be cleaned up")
@@ -139,8 +142,7 @@ def test_on_crash(run, tmp_path, onCrash, outcome):
 
 def test_shutdown_powers_the_guest_off_and_cleans_up(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     old = domainOf(run, "life")["domid"]
     run.cli("shutdown", "life", "--wait")
     assert domainOf(run, "life") is None
@@ -151,8 +153,7 @@ def test_shutdown_powers_the_guest_off_and_cleans_up(run, tmp_path):
 
 def test_save_and_restore_keep_the_display(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     before = guestState(run, "life")
     old = domainOf(run, "life")["domid"]
     saved = tmp_path / "life.save"
@@ -170,8 +171,7 @@ def test_save_and_restore_keep_the_display(run, tmp_path):
 
 def test_local_migration_keeps_the_display(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     before = guestState(run, "life")
     domid = domainOf(run, "life")["domid"]
     for _ in range(3):
@@ -187,8 +187,7 @@ def test_a_viewer_stays_connected_through_the_guests_whole_life(run, tmp_path):
     # Beyond xl and QEMU, which drop every viewer when the domain goes: the display
     # belongs to the guest.  One VNC connection, the guest re-made four ways.
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     domid = domainOf(run, "life")["domid"]
     port = devices(run, "life", "vfb")[0]["vnc_port"]
     saved = tmp_path / "life.save"
@@ -210,8 +209,7 @@ def test_a_viewer_stays_connected_through_the_guests_whole_life(run, tmp_path):
 
 def test_lifecycle_errors_leave_the_guest_running(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     domid = domainOf(run, "life")["domid"]
     tree = run.xenstore()
     notSaved = tmp_path / "not-a-save"
@@ -235,8 +233,7 @@ def test_lifecycle_errors_leave_the_guest_running(run, tmp_path):
 def test_a_daemon_killed_during_a_reboot_finishes_it(run, tmp_path, crashAt):
     run.start(crashAt)
     pid = run.daemonPid()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     before = guestState(run, "life")
     old = domainOf(run, "life")["domid"]
     run.cli("reboot", "life")
@@ -254,8 +251,7 @@ def test_a_daemon_killed_during_a_reboot_finishes_it(run, tmp_path, crashAt):
 def test_a_daemon_killed_during_a_save_or_migration(run, tmp_path, operation, crashAt):
     run.start(crashAt)
     pid = run.daemonPid()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     before = guestState(run, "life")
     old = domainOf(run, "life")["domid"]
     saved = tmp_path / "life.save"
@@ -275,8 +271,7 @@ def test_a_daemon_killed_during_a_save_or_migration(run, tmp_path, operation, cr
 
 def test_a_reboot_while_the_daemon_is_down_is_followed_later(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     old = domainOf(run, "life")["domid"]
     run.kill9()
     guest = run.guest(old)
@@ -290,8 +285,7 @@ def test_a_reboot_while_the_daemon_is_down_is_followed_later(run, tmp_path):
 @pytest.mark.timeout(900)
 def test_fifty_reboots_leak_nothing(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
 
     def footprint():
         tree = run.xenstore()
@@ -336,8 +330,7 @@ def listeningPorts(pids: list[int]) -> set[int]:
 
 def test_stop_all_brings_the_emulated_host_down_without_a_daemon(run, tmp_path):
     run.start()
-    run.cli("create", guestConfig(tmp_path))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
+    createGuest(run, tmp_path)
     run.kill9()
     assert run.processes() != []
     out = run.cli("stop", "--all")
