@@ -337,6 +337,12 @@ class FakeContext:
     def keyboardFor(self, devid):
         return self.sink
 
+    def takeHeld(self, devid):
+        return None  # no display held from a previous domain
+
+    def keep(self, devid, held):
+        return False  # not holding: a display that goes is stopped
+
 
 class FakeDevice:
     devid = 0
