@@ -43,8 +43,24 @@ mount -t tmpfs -o size=300m tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /host \
     || fail "cannot mount the overlay root"
+# Fresh /run and /tmp, but a checkout (or work directory) that lives under one of
+# them, as a CI clone may, stays visible: moved aside, then back over the tmpfs.
+mkdir -p /keep
+n=0
+for path in "$REPO" "$WORK"; do
+    case $path in
+        /tmp/*|/run/*) mkdir -p /keep/$n && mount --bind "/host$path" /keep/$n \
+                           && echo "$path" > /keep/$n.path; n=$((n + 1)) ;;
+    esac
+done
 mount -t tmpfs tmpfs /host/run
 mount -t tmpfs tmpfs /host/tmp
+for kept in /keep/*.path; do
+    [ -f "$kept" ] || continue
+    path=$(cat "$kept")
+    mkdir -p "/host$path" && mount --move "${kept%.path}" "/host$path" \
+        || fail "cannot keep $path visible"
+done
 mount --rbind /dev /host/dev
 mount --rbind /proc /host/proc
 mount --rbind /sys /host/sys
