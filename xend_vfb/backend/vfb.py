@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from xend_vfb.backend.device import BackendDevice, DeviceOps
@@ -22,6 +23,7 @@ from xend_vfb.display import Screen
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import copyRect
+from xend_vfb.rfb.keymaps import loadKeymap
 from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
 from xend_vfb.sdl import SDLDisplay
 from xend_vfb.xenstore.paths import domainPath
@@ -114,6 +116,10 @@ class VfbOps(DeviceOps):
     @inlineCallbacks
     def _startVNC(self, device: BackendDevice):
         config = self.config
+        # Compiling a layout from XKB data takes seconds on a slow host (dom0 under
+        # software emulation): off the reactor, so xenstore replies are not left
+        # waiting; the display then finds it in loadKeymap's cache.
+        yield deferToThread(loadKeymap, config.keymap)
         previous = yield device.xs.readOrNone(f"{device.backendPath}/vnc-port")
         password = yield device.context.secret(device, "vncpasswd")
         sink = device.context.keyboardFor(device.devid)

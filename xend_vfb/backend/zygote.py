@@ -39,6 +39,10 @@ import twisted.internet.unix  # noqa: F401  (xenstore, control socket)
 
 import xend_vfb.backend.main as backend
 from xend_vfb.procid import setCommandLine
+from xend_vfb.rfb.keymaps import loadKeymap
+
+# The default layout, compiled once here for every child (seconds under emulation).
+loadKeymap("en-us")
 
 __all__ = ["main", "setCommandLine"]
 
