@@ -164,7 +164,8 @@ def test_save_and_restore_keep_the_display(run, tmp_path):
     assert backend.alive()  # holding the display for the restore
     out = run.cli("restore", str(saved)).stdout
     new = connectedAs(run, "life", old)
-    assert out.startswith(f"Restored domain life (id={new})\n")
+    assert out == (f"Restored domain life (id={new})\n"
+                   f"  vfb 0: VNC on 127.0.0.1:{before['port']} (keyboard: vkbd 0)\n")
     assert guestState(run, "life") == before
     assert run.backend(new) == backend
 

@@ -130,8 +130,11 @@ class Domain:
                     vfb = sizes[row["devid"]]
                     extra = {"width": str(vfb["width"]), "height": str(vfb["height"])}
                 if row["class"] == "vfb":
-                    if row.get("vnc_port"):
+                    if row.get("vnc_port") and config.vnc:
+                        # Where it listened: asked for again, and what `list` shows
+                        # until the backend writes where it listens now.
                         extra["vnc-port"] = str(row["vnc_port"])
+                        extra["vnc-listen"] = config.vnclisten
                     if row.get("vkbd") is not None:
                         private[PAIRED_KEYBOARD] = str(row["vkbd"])
                 yield self.controller(row["class"]).createDevice(
