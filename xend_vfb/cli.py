@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from xend_vfb import __version__, jsonclient
-from xend_vfb.errors import DaemonError, XendVfbError
+from xend_vfb.errors import DaemonError, DaemonNotRunning, XendVfbError
 from xend_vfb.xenbus import XenbusState
 
 #: Type checkers take this name as true; at run time the CLI does not import `typing`,
@@ -74,7 +74,7 @@ def _call(message: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
     try:
         return jsonclient.requestBlocking(_socketPath(), message, timeout)
     except (FileNotFoundError, ConnectionRefusedError):
-        raise DaemonError(NOT_RUNNING) from None
+        raise DaemonNotRunning(NOT_RUNNING) from None
     except TimeoutError:
         raise DaemonError(f"the daemon did not answer within {timeout:g} s") from None
 
@@ -194,8 +194,8 @@ def _screenshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         _call({"op": "stop", "all": args.all})
-    except DaemonError as e:
-        if str(e) != NOT_RUNNING or not args.all:
+    except DaemonNotRunning:
+        if not args.all:
             raise
         # Rare (the daemon was killed), so this path may import the emulated host.
         from xend_vfb.host.emulated import stopEmulatedHost
@@ -241,10 +241,10 @@ def _migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         pid = _call({"op": "ping"}, timeout=5)["pid"]
+    except DaemonNotRunning:
+        pass
+    else:
         raise DaemonError(f"the xend-vfb daemon is already running (pid {pid})")
-    except DaemonError as e:
-        if str(e) != NOT_RUNNING:
-            raise
     if args.foreground:
         from xend_vfb.daemon import runDaemon
         from xend_vfb.log import startLogging

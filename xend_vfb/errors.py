@@ -16,6 +16,7 @@ __all__ = [
     "GuestError",
     "BackendError",
     "DaemonError",
+    "DaemonNotRunning",
 ]
 
 
@@ -61,3 +62,7 @@ class BackendError(XendVfbError):
 
 class DaemonError(XendVfbError):
     """The daemon is not reachable or refused a request."""
+
+
+class DaemonNotRunning(DaemonError):
+    """Nobody listens on the daemon's control socket."""
