@@ -229,9 +229,7 @@ class Guests:
     @inlineCallbacks
     def _reconcileOnce(self):
         domains = yield self.daemon.host.domains()
-        named = set()
         for record in (yield self._records()):
-            named.add(record["domid"])
             if record["domid"] in self.daemon.busy:
                 continue
             try:
@@ -244,8 +242,7 @@ class Guests:
         # plain `xl create`): cleaned up once their domain is gone.  Looked at afresh:
         # following the records may have made domains.
         domains = yield self.daemon.host.domains()
-        for record in (yield self._records()):
-            named.add(record["domid"])
+        named = {record["domid"] for record in (yield self._records())}
         for domid in (yield self.daemon.domids()):
             if domid not in named | self.daemon.busy and domid not in domains:
                 log.info("domain {domid} is gone: cleaning up", domid=domid)
@@ -364,8 +361,7 @@ class Guests:
             except defer.TimeoutError:
                 raise DaemonError(f"domain {domid} did not {reason.name} within "
                                   f"{wait:g} s (it was asked to)") from None
-        return (yield self.recordOf(domid)) if record is None else (yield self._read(
-            record["uuid"]))
+        return None if record is None else (yield self._read(record["uuid"]))
 
     def save(self, domid: int, path: str) -> Deferred[None]:
         """Save the guest to `path`; its record stays, waiting for the restore."""
