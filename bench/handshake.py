@@ -7,7 +7,7 @@ Runs a private embedded xenstored with its request trace (``-T``), the real
 the pre-imported zygote by default, or started afresh with ``--launch fresh``) and the
 guest simulator (one ``xend-vfb-guest`` process hosting every domain of a
 round).  For each domain the toolstack writes one display (vkbd + vfb with
-VNC), as ``Domain.attachDisplay`` does for the daemon, then the backend is
+VNC), as ``Domain.attach`` does for the daemon, then the backend is
 started; a domain counts as up when all four ``state`` nodes say Connected.
 
 Printed, each next to the floor measured in the same run:
@@ -43,7 +43,6 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
-import xend_vfb.vfbif  # noqa: F401  (registers the controllers)
 from xend_vfb import jsonline
 from xend_vfb.backend.zygote import TITLE_SPACE
 from xend_vfb.domain import Domain
@@ -177,7 +176,7 @@ class Round:
             name = f"bench{domid}"
             yield self.xs.write(f"{domainPath(domid)}/name", name)
             domain = Domain(self.xs, domid, name, self.reactor)
-            yield domain.attachDisplay(VfbConfig(vnc=True, vncunused=True))
+            yield domain.attach("vfb", VfbConfig(vnc=True, vncunused=True))
             arguments = ["--domid", str(domid), "--run-dir", self.runDir, "--mode", "emulated"]
             logPath = os.path.join(self.runDir, f"backend-{domid}.log")
             if self.zygote:

@@ -22,7 +22,6 @@ from PIL import Image
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from tests.guest_support import sleep
 from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb import jsonline
@@ -211,7 +210,7 @@ def createDomain(xs, domid: int, name: str = "guest", vfbs=None, vkbds=()):
     domain = Domain(xs, domid, name, reactor)
     created = []
     for keys in (vfbs if vfbs is not None else [{}]):
-        created += yield domain.attachDisplay(
+        created += yield domain.attach("vfb",
             VfbConfig(**dict({"vnc": True, "vncunused": True}, **keys)))
     for keys in vkbds:
         created.append(("vkbd", (yield domain.controller("vkbd").createDevice(

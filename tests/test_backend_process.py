@@ -165,7 +165,7 @@ def test_guest_closes_then_reconnects_with_online(xs, guestProcess, backendProce
 def test_toolstack_destroy_closes_removes_and_backend_exits(
         xs, guestFactory, backendProcess):  # noqa: F811
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
-    yield domain.detachDisplay(0)  # graceful: online 0, Closing, wait for Closed, remove
+    yield domain.detach("vfb", 0)  # graceful: online 0, Closing, wait for Closed, remove
     for devClass, devid in PAIR:
         for area in (backendPath(DOMID, devClass, devid), frontendPath(DOMID, devClass, devid)):
             assert (yield xs.readOrNone(area)) is None, (area, (yield xs.list(area)),

@@ -15,9 +15,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-import xend_vfb.vfbif  # noqa: F401  (registers vfb and vkbd)
-from xend_vfb import controller
-from xend_vfb.controller import DevController, addControllerClass, controllerClass
+from xend_vfb.controller import DevController
+from xend_vfb.devices import DEVICE_CLASSES, VFB, VKBD, classNamed
 from xend_vfb.errors import DeviceError, XenstoreError
 from xend_vfb.model import VfbConfig, VkbdConfig
 from xend_vfb.vfbif import VfbifController, VkbdifController
@@ -532,14 +531,14 @@ def test_configurations_from_a_fresh_connection(xs, other, host):
     xs.close()
     restarted = vfb(other)
     assert (yield restarted.deviceIDs()) == [0, 1]
-    assert (yield restarted.configurations()) == {0: configs[0], 1: configs[1]}
+    assert (yield restarted.getDeviceConfiguration(0)) == configs[0]
+    assert (yield restarted.getDeviceConfiguration(1)) == configs[1]
     assert (yield restarted.getDeviceConfiguration(0)).vncpasswd == "s3cret"
-    assert (yield vkbd(other).configurations()) == {
-        0: VkbdConfig(uuid=UUID, script="vkbd-hotplug")}
+    assert (yield vkbd(other).getDeviceConfiguration(0)) == VkbdConfig(
+        uuid=UUID, script="vkbd-hotplug")
     with pytest.raises(DeviceError) as info:
         yield restarted.getDeviceConfiguration(7)
     assert str(info.value) == "Device 7 (vfb) does not exist in domain 5"
-    assert (yield vfb(other).configurations()) == {0: configs[0], 1: configs[1]}
 
 
 UUID = "12345678-9abc-def0-1234-56789abcdef0"
@@ -591,19 +590,18 @@ def test_reconfigure_vkbd_keeps_probe_time_features(xs, host):
 
 
 def test_registry_knows_vfb_and_vkbd():
-    assert controllerClass("vfb") is VfbifController
-    assert controllerClass("vkbd") is VkbdifController
+    assert [cls.name for cls in DEVICE_CLASSES] == ["vkbd", "vfb"]
+    assert VFB.controllerClass() is VfbifController
+    assert VKBD.controllerClass() is VkbdifController
+    assert VFB.companion == "vkbd" and VKBD.companion is None
     assert issubclass(VfbifController, DevController)
     with pytest.raises(DeviceError) as info:
-        controllerClass("vtpm")
-    assert str(info.value) == "unknown device class 'vtpm' (known: vfb, vkbd)"
+        classNamed("vtpm")
+    assert str(info.value) == "unknown device class 'vtpm' (known: vkbd, vfb)"
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_third_class_is_a_registration(xs, host, monkeypatch):
-    monkeypatch.setattr(controller, "_controllerClasses", dict(controller.controllerClasses()))
-
-    @addControllerClass
+def test_a_third_class_is_a_short_subclass(xs, host):
     class VconsController(DevController):
         deviceClass = "vcons"
         configClass = VkbdConfig
@@ -612,9 +610,7 @@ def test_a_third_class_is_a_registration(xs, host, monkeypatch):
             back, front = super().getDeviceDetails(config, extra)
             return dict(back, rows="25"), {"type": "ioemu"}
 
-    assert controllerClass("vcons") is VconsController
-    assert sorted(controller.controllerClasses()) == ["vcons", "vfb", "vkbd"]
-    control = controllerClass("vcons")(xs, DOMID, NAME)
+    control = VconsController(xs, DOMID, NAME)
     assert (yield control.createDevice(VkbdConfig(script="c"))) == 0
     assert (yield dump(xs, f"{FE}/vcons/0")) == area(f"{FE}/vcons/0", GUEST, {
         "backend": "/local/domain/0/backend/vcons/5/0", "backend-id": "0", "state": "1",
@@ -623,6 +619,6 @@ def test_a_third_class_is_a_registration(xs, host, monkeypatch):
         "backend": "0", "domain": "guest", "frontend": "/local/domain/5/device/vcons/0",
         "frontend-id": "5", "generation": GENERATION, "online": "1", "rows": "25",
         "script": "c", "state": "1"})
-    assert (yield control.configurations()) == {0: VkbdConfig(script="c")}
+    assert (yield control.getDeviceConfiguration(0)) == VkbdConfig(script="c")
     yield control.destroyDevice(0, force=True)
     assert (yield xs.exists(f"{BE}/vcons/5")) is False

@@ -135,7 +135,7 @@ def test_create_writes_the_full_skeleton(xs, host, config):
     created = yield domain.createDevices(config)
     assert created == [("vkbd", 0), ("vfb", 0), ("vkbd", 1)]
     assert (yield dump(xs)) == CREATED
-    assert (yield domain.pairedKeyboard(0)) == 0
+    assert (yield domain.companion("vfb", 0)) == 0
     assert (yield domain.deviceIDs()) == {"vkbd": [0, 1], "vfb": [0]}
 
 
@@ -254,7 +254,7 @@ def test_create_next_to_existing_devices_rolls_back_only_its_own(xs, host, confi
     before = yield dump(xs)
     broken = FailingXenstore(xs, lambda path: path == f"{BE}/vfb/5/1/state")
     with pytest.raises(XenstoreError):
-        yield Domain(broken, DOMID, NAME).attachDisplay(VfbConfig(vnc=True))
+        yield Domain(broken, DOMID, NAME).attach("vfb", VfbConfig(vnc=True))
     assert (yield dump(xs)) == before
 
 
@@ -268,13 +268,13 @@ def test_attach_and_detach_a_display_with_its_keyboard(xs, other, host, config):
     before = yield dump(xs)
     big = VfbConfig(vnc=True, width=1280, height=1024, videoram=16)
     # The display's keyboard is the lowest free one (the extra keyboard holds 1).
-    assert (yield domain.attachDisplay(big)) == [("vkbd", 2), ("vfb", 1)]
-    assert (yield domain.pairedKeyboard(1)) == 2
+    assert (yield domain.attach("vfb", big)) == [("vkbd", 2), ("vfb", 1)]
+    assert (yield domain.companion("vfb", 1)) == 2
     assert (yield dump(xs, f"{BE}/vkbd/5/2")) == vkbdBackend(2, "1280", "1024")
     assert (yield dump(xs, f"{PRIV}/vfb/1")) == area(f"{PRIV}/vfb/1", DOM0, {"vkbd": "2"})
     for path in (f"{BE}/vkbd/5/2", f"{BE}/vfb/5/1"):
         yield StubBackend(other, path).start()
-    yield domain.detachDisplay(1)
+    yield domain.detach("vfb", 1)
     assert (yield dump(xs)) == before
 
 
@@ -284,7 +284,7 @@ def test_detach_a_display_that_does_not_exist(xs, host, config):
     yield domain.createDevices(config)
     before = yield dump(xs)
     with pytest.raises(DeviceError) as info:
-        yield domain.detachDisplay(3, force=True)
+        yield domain.detach("vfb", 3, force=True)
     assert str(info.value) == "Device 3 (vfb) does not exist in domain 5"
     assert (yield dump(xs)) == before
 
@@ -299,8 +299,14 @@ def test_destroy_devices_leaves_no_areas(xs, xenstored, other, host, config, for
         for deviceClass, devid in created:
             yield StubBackend(other, f"{BE}/{deviceClass}/5/{devid}").start()
     yield domain.destroyDevices(force=force)
-    # The domain's private record goes too: its domain is done with.
-    assert (yield dump(xs)) == {p: v for p, v in before.items() if p != "/xend-vfb/5"}
+    # The domain's private record stays (the daemon's journal is in it), and so does
+    # the graphics flag: the domain itself may go on.
+    def kept(tree):
+        return {p: v for p, v in tree.items() if not p.startswith("/xend-vfb/5/")
+                and "/console" not in p}
+
+    assert kept((yield dump(xs))) == kept(before)
+    assert (yield xs.exists("/xend-vfb/5")) is True
     assert (yield domain.deviceIDs()) == {"vkbd": [], "vfb": []}
     # Displays first, each told `online` = 0 before `state` = 5.
     closing = [(path, value) for path, value in writes(xenstored, BE)
@@ -316,7 +322,7 @@ def test_destroy_devices_leaves_no_areas(xs, xenstored, other, host, config, for
 def test_a_restarted_daemon_reads_the_domain_back(xs, other, host, config):
     yield Domain(xs, DOMID, NAME).createDevices(config)
     restarted = Domain(other, DOMID, NAME)
-    assert (yield restarted.controller("vfb").configurations()) == {0: config.vfbs[0]}
-    assert (yield restarted.controller("vkbd").configurations()) == {
-        0: config.vkbds[0], 1: config.vkbds[1]}
-    assert (yield restarted.pairedKeyboard(0)) == 0
+    assert (yield restarted.controller("vfb").getDeviceConfiguration(0)) == config.vfbs[0]
+    assert (yield restarted.controller("vkbd").getDeviceConfiguration(0)) == config.vkbds[0]
+    assert (yield restarted.controller("vkbd").getDeviceConfiguration(1)) == config.vkbds[1]
+    assert (yield restarted.companion("vfb", 0)) == 0

@@ -42,7 +42,7 @@ def test_defaults():
     )
     assert (vfb.width, vfb.height, vfb.depth, vfb.videoram) == (800, 600, 32, 8)
     assert vfb.vncunused is True
-    assert vfb.vncdisplay is None and vfb.vncPort is None
+    assert vfb.vncdisplay is None
     assert VkbdConfig.parse("", "vkbd[0]") == VkbdConfig()
 
 
@@ -54,7 +54,7 @@ def test_parse_typed_values():
         "vfb[0]",
     )
     assert vfb.vnc is True and vfb.vncunused is False
-    assert vfb.vncdisplay == 7 and vfb.vncPort == 5907
+    assert vfb.vncdisplay == 7
     assert vfb.vnclisten == "::1"
     assert vfb.vncpasswd == "a b!"
     assert vfb.uuid == "6b2c8a8e-4f1d-4c3b-9a57-2e0f7c1d9b44"
@@ -74,7 +74,7 @@ def test_parse_typed_values():
     assert VfbConfig.parse("vnc=1,script=/etc/xen/scripts/vfb", "v").script == (
         "/etc/xen/scripts/vfb"
     )
-    assert VfbConfig.parse("vnc=1,vncdisplay=59635", "v").vncPort == 65535
+    assert VfbConfig.parse("vnc=1,vncdisplay=59635", "v").vncdisplay == 59635
 
 
 def test_sdl_display_from_environment():
@@ -543,5 +543,5 @@ def test_examples_content():
     sdl = DomainConfig.fromXmConfig(EXAMPLES / "sdl.cfg", environ={"DISPLAY": ":9"})
     assert sdl.vfbs[0].sdl and sdl.vfbs[0].display == ":0"
     two = DomainConfig.fromXmConfig(EXAMPLES / "two-framebuffers.cfg", environ={})
-    assert [vfb.vncPort for vfb in two.vfbs] == [5911, 5912]
+    assert [vfb.vncdisplay for vfb in two.vfbs] == [11, 12]
     assert two.vfbs[1].width == 1280 and two.vfbs[1].videoram == 16

@@ -25,6 +25,7 @@ from tests.helpers_backend import (  # noqa: F401  (fixtures)
     waitKey,
     waitStates,
 )
+from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.backend.vfb import REFRESH_MS, VfbOps
 from xend_vfb.display import IDisplay, IInputSink, Screen
 from xend_vfb.errors import DeviceError
@@ -324,7 +325,11 @@ def test_scancode_table_covers_a_105_key_keyboard():
 # -- through the vfb ops -----------------------------------------------------------
 
 
+@implementer(IBackendContext)
 class FakeContext:
+    foreignMemory = None  # an SDL display of a device that never connects maps nothing
+    eventChannels = None
+
     def __init__(self, config) -> None:
         self.config = config
         self.reactor = Clock()
@@ -333,6 +338,9 @@ class FakeContext:
 
     def deviceConfig(self, device):
         return succeed(self.config)
+
+    def secret(self, device, key):
+        return succeed(None)
 
     def keyboardFor(self, devid):
         return self.sink
@@ -356,6 +364,7 @@ def test_vfb_ops_open_and_close_the_window():
     config = VfbConfig.parse("sdl=1,display=:7,xauthority=/root/.Xauthority,width=320,height=200",
                              "vfb")
     device = FakeDevice(FakeContext(config))
+    assert verifyObject(IBackendContext, device.context)
     ops = VfbOps()
     done = []
     ops.init(device).addCallback(done.append)

@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn, TextIO
 
-    from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+    from xend_vfb.model import DeviceConfig, DomainConfig
 
     Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -83,10 +83,10 @@ def _call(message: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
 DEVICE_CLASSES = ("vfb", "vkbd")
 
 
-def _deviceConfigClass(deviceClass: str) -> type[VfbConfig] | type[VkbdConfig]:
-    from xend_vfb.model import VfbConfig, VkbdConfig
+def _deviceConfigClass(name: str) -> type[DeviceConfig]:
+    from xend_vfb.devices import classNamed
 
-    return {"vfb": VfbConfig, "vkbd": VkbdConfig}[deviceClass]
+    return classNamed(name).config
 
 
 def _readDomainConfig(path: str, isSXP: bool) -> DomainConfig:

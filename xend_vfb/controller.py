@@ -8,14 +8,13 @@ xenstore alone, which is what a restarted daemon does.  It never starts or
 talks to a backend process.
 
 A device class subclasses `DevController` and answers the template hooks:
-which config class it uses and what goes into each area (`getDeviceDetails`).
-Classes are registered by name with `addControllerClass`, so a new device class
-is a short module, not an edit here.
+which config class it uses and what goes into each area (`getDeviceDetails`);
+`devices.DEVICE_CLASSES` names the subclass, so a new device class is a short
+module and one entry there, not an edit here.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from collections.abc import Callable
@@ -24,10 +23,11 @@ from typing import Any, ClassVar
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from xend_vfb.errors import DeviceError, XenstoreError
+from xend_vfb.errors import DeviceError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import ITransaction, IXenstore
 from xend_vfb.xenstore.paths import (
+    GENERATION_KEY,
     PRIVATE_ROOT,
     backendDomainPath,
     backendPath,
@@ -35,13 +35,7 @@ from xend_vfb.xenstore.paths import (
     privatePath,
 )
 
-__all__ = [
-    "DevController",
-    "GENERATION_KEY",
-    "addControllerClass",
-    "controllerClass",
-    "controllerClasses",
-]
+__all__ = ["DevController"]
 
 log = Logger()
 
@@ -49,12 +43,6 @@ log = Logger()
 DEVICE_CREATE_TIMEOUT = 100.0
 #: How long a graceful destroy waits for the backend to reach Closed.
 DEVICE_DESTROY_TIMEOUT = 10.0
-#: The backend-area key naming this instance of the area: a fresh random value each
-#: time the areas are written, so that a backend can tell the area it serves from
-#: one written at the same path after it (remove then create, reboot, restore) and
-#: never writes its findings about one into the other.  Random, not a counter: a
-#: counter would start again for a new domain given the same id.
-GENERATION_KEY = "generation"
 #: Directories `removeDevice` never removes, even when empty: the domains' homes and
 #: their private records (a domain with one is managed by the daemon, devices or not).
 _KEPT_PARENT = re.compile(rf"/local(/domain(/\d+)?)?|{re.escape(PRIVATE_ROOT)}(/\d+)?")
@@ -353,18 +341,6 @@ class DevController:
         return self.configFromDetails(devid, details, secrets)
 
     @inlineCallbacks
-    def configurations(self):
-        """{devid: config} for every device of this class."""
-        configs = {}
-        for devid in (yield self.deviceIDs()):
-            try:
-                configs[devid] = yield self.getDeviceConfiguration(devid)
-            except (DeviceError, XenstoreError) as e:
-                if getattr(e, "errno", None) not in (None, errno.ENOENT):
-                    raise
-        return configs
-
-    @inlineCallbacks
     def reconfigureDevice(self, devid: int, config: Any):
         """Replace a live device's configuration keys; its backend watches its area and
         applies what it can (e.g. a new VNC password)."""
@@ -398,26 +374,3 @@ class DevController:
     def configKeys(self) -> frozenset[str]:
         """The configuration keys of this class (the model's one list)."""
         return frozenset(key.name for key in self.configClass.configKeys())
-
-
-_controllerClasses: dict[str, type[DevController]] = {}
-
-
-def addControllerClass(cls: type[DevController]) -> type[DevController]:
-    """Register a device class's controller under its `deviceClass` name."""
-    _controllerClasses[cls.deviceClass] = cls
-    return cls
-
-
-def controllerClass(deviceClass: str) -> type[DevController]:
-    """The controller registered for `deviceClass`."""
-    try:
-        return _controllerClasses[deviceClass]
-    except KeyError:
-        known = ", ".join(sorted(_controllerClasses))
-        raise DeviceError(f"unknown device class {deviceClass!r} (known: {known})") from None
-
-
-def controllerClasses() -> dict[str, type[DevController]]:
-    """Every registered device class, by name."""
-    return dict(_controllerClasses)

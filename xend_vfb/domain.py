@@ -12,37 +12,32 @@ from __future__ import annotations
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers used here)
 from xend_vfb import sxp
-from xend_vfb.controller import DevController, controllerClass
+from xend_vfb.controller import DevController
+from xend_vfb.devices import DEVICE_CLASSES, VFB, VKBD, classNamed
 from xend_vfb.errors import DeviceError
-from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+from xend_vfb.model import DeviceConfig, DomainConfig
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import domainPath, privatePath
 
-__all__ = ["Domain", "PAIRED_KEYBOARD"]
+__all__ = ["Domain"]
 
 log = Logger()
 
-#: Key in a display's private record naming the keyboard its input goes to.
-PAIRED_KEYBOARD = "vkbd"
-
 
 class Domain:
-    """The vfb and vkbd devices of domain `domid`, as recorded in xenstore."""
-
-    deviceClasses = ("vkbd", "vfb")
+    """The devices of every class of domain `domid`, as recorded in xenstore."""
 
     def __init__(self, xs: IXenstore, domid: int, name: str, reactor=None) -> None:
         self.xs = xs
         self.domid = domid
         self.name = name
         self.controllers: dict[str, DevController] = {
-            cls: controllerClass(cls)(xs, domid, name, reactor) for cls in self.deviceClasses
+            cls.name: cls.controllerClass()(xs, domid, name, reactor) for cls in DEVICE_CLASSES
         }
 
-    def controller(self, deviceClass: str) -> DevController:
-        return self.controllers[deviceClass]
+    def controller(self, name: str) -> DevController:
+        return self.controllers[name]
 
     @property
     def useGraphicsPath(self) -> str:
@@ -60,10 +55,10 @@ class Domain:
         try:
             keyboards = list(config.vkbds)
             for vfb in config.vfbs:
-                vkbd = keyboards.pop(0) if keyboards else VkbdConfig()
-                yield self._attachDisplay(vfb, vkbd, created)
+                yield self._attach(VFB.name, vfb, keyboards.pop(0) if keyboards else None,
+                                   created)
             for vkbd in keyboards:
-                created.append(("vkbd", (yield self.controller("vkbd").createDevice(vkbd))))
+                yield self._attach(VKBD.name, vkbd, None, created)
             if config.vfbs:
                 wroteConsole = not (yield self.xs.exists(self.useGraphicsPath))
                 yield self.xs.write(self.useGraphicsPath, "1")
@@ -73,24 +68,33 @@ class Domain:
         return created
 
     @inlineCallbacks
-    def attachDisplay(self, vfb: VfbConfig, vkbd: VkbdConfig | None = None):
-        """Add a display and its own keyboard; fires with [(vkbd, id), (vfb, id)]."""
+    def attach(self, name: str, config: DeviceConfig, companion: DeviceConfig | None = None):
+        """Add a device of class `name` and, if the class has one, its companion (a
+        display's keyboard: `companion`, or one with default keys); fires with the
+        [(class, devid), ...] written, companion first."""
         created: list[tuple[str, int]] = []
         try:
-            yield self._attachDisplay(vfb, vkbd or VkbdConfig(), created)
+            yield self._attach(name, config, companion, created)
         except BaseException:
             yield self.rollback(created)
             raise
         return created
 
     @inlineCallbacks
-    def _attachDisplay(self, vfb: VfbConfig, vkbd: VkbdConfig, created: list):
-        size = {"width": str(vfb.width), "height": str(vfb.height)}
-        vkbdId = yield self.controller("vkbd").createDevice(vkbd, extra=size)
-        created.append(("vkbd", vkbdId))
-        vfbId = yield self.controller("vfb").createDevice(
-            vfb, private={PAIRED_KEYBOARD: str(vkbdId)})
-        created.append(("vfb", vfbId))
+    def _attach(self, name: str, config: DeviceConfig, companion: DeviceConfig | None,
+                created: list):
+        # The companion first: a Linux display frontend probes its keyboard's area
+        # as soon as its own appears ("Device 0 (vkbd) is already connected").
+        companionClass = classNamed(name).companion
+        private = {}
+        if companionClass is not None:
+            companion = companion or classNamed(companionClass).config()
+            companionId = yield self.controller(companionClass).createDevice(
+                companion, extra=config.companionDetails())
+            created.append((companionClass, companionId))
+            private[companionClass] = str(companionId)
+        devid = yield self.controller(name).createDevice(config, private=private)
+        created.append((name, devid))
 
     @inlineCallbacks
     def rollback(self, created: list[tuple[str, int]], wroteConsole: bool = False):
@@ -120,27 +124,33 @@ class Domain:
         for the VNC port it had (taken only if still free).  Fires with the list of
         (class, devid) written; on failure removes them all."""
         created: list[tuple[str, int]] = []
-        sizes = {row["vkbd"]: row for row in snapshot if row["class"] == "vfb"}
+        configs = {(row["class"], row["devid"]): classNamed(row["class"]).config.fromSXP(
+            sxp.parse(row["sxp"]), f"{row['class']}[{row['devid']}]") for row in snapshot}
+        # Each companion gets what its device gives it (a keyboard its display's size).
+        companionExtra = {}
+        for row in snapshot:
+            companion = classNamed(row["class"]).companion
+            if companion is not None and row.get(companion) is not None:
+                companionExtra[(companion, row[companion])] = \
+                    configs[(row["class"], row["devid"])].companionDetails()
+        order = [cls.name for cls in DEVICE_CLASSES]
         try:
-            for row in sorted(snapshot, key=lambda row: row["class"] != "vkbd"):
-                config = self.controller(row["class"]).configClass.fromSXP(
-                    sxp.parse(row["sxp"]), f"{row['class']}[{row['devid']}]")
-                extra, private = {}, {}
-                if row["class"] == "vkbd" and row["devid"] in sizes:
-                    vfb = sizes[row["devid"]]
-                    extra = {"width": str(vfb["width"]), "height": str(vfb["height"])}
-                if row["class"] == "vfb":
-                    if row.get("vnc_port") and config.vnc:
-                        # Where it listened: asked for again, and what `list` shows
-                        # until the backend writes where it listens now.
-                        extra["vnc-port"] = str(row["vnc_port"])
-                        extra["vnc-listen"] = config.vnclisten
-                    if row.get("vkbd") is not None:
-                        private[PAIRED_KEYBOARD] = str(row["vkbd"])
+            for row in sorted(snapshot, key=lambda row: order.index(row["class"])):
+                key = (row["class"], row["devid"])
+                config = configs[key]
+                extra, private = dict(companionExtra.get(key, {})), {}
+                if row.get("vnc_port") and config.vnc:
+                    # Where it listened: asked for again, and what `list` shows
+                    # until the backend writes where it listens now.
+                    extra["vnc-port"] = str(row["vnc_port"])
+                    extra["vnc-listen"] = config.vnclisten
+                companion = classNamed(row["class"]).companion
+                if companion is not None and row.get(companion) is not None:
+                    private[companion] = str(row[companion])
                 yield self.controller(row["class"]).createDevice(
                     config, devid=row["devid"], extra=extra, private=private)
-                created.append((row["class"], row["devid"]))
-            if sizes:
+                created.append(key)
+            if any(row["class"] == VFB.name for row in snapshot):
                 yield self.xs.write(self.useGraphicsPath, "1")
         except BaseException:
             yield self.rollback(created)
@@ -154,24 +164,27 @@ class Domain:
         """Every device as a JSON-able row: what `restoreDevices` needs to give another
         domain of the same guest the same devices (secrets included: keep it private)."""
         rows = []
-        for deviceClass in self.deviceClasses:
-            controller = self.controller(deviceClass)
+        for cls in DEVICE_CLASSES:
+            controller = self.controller(cls.name)
             for devid in (yield controller.deviceIDs()):
                 config = yield controller.getDeviceConfiguration(devid)
-                row = {"class": deviceClass, "devid": devid, "sxp": sxp.show(config.toSXP())}
-                if deviceClass == "vfb":
+                row = {"class": cls.name, "devid": devid, "sxp": sxp.show(config.toSXP())}
+                if cls.companion is not None:
+                    row[cls.companion] = yield self.companion(cls.name, devid)
+                if getattr(config, "vnc", False):
                     port = yield self.xs.readOrNone(f"{controller.backendPath(devid)}/vnc-port")
-                    row.update(vkbd=(yield self.pairedKeyboard(devid)),
-                               vnc_port=int(port) if port and port.isdigit() else None,
-                               width=config.width, height=config.height)
+                    row["vnc_port"] = int(port) if port and port.isdigit() else None
                 rows.append(row)
         return rows
 
     @inlineCallbacks
-    def pairedKeyboard(self, vfbId: int):
-        """The keyboard display `vfbId` sends its input to, or None."""
-        value = yield self.xs.readOrNone(f"{privatePath(self.domid, 'vfb', vfbId)}/"
-                                         f"{PAIRED_KEYBOARD}")
+    def companion(self, name: str, devid: int):
+        """The id of the companion of device `devid` of class `name` (a display's
+        keyboard), or None."""
+        companion = classNamed(name).companion
+        if companion is None:
+            return None
+        value = yield self.xs.readOrNone(f"{privatePath(self.domid, name, devid)}/{companion}")
         return int(value) if value is not None and value.isdigit() else None
 
     @inlineCallbacks
@@ -192,26 +205,26 @@ class Domain:
     # -- destroying ------------------------------------------------------------
 
     @inlineCallbacks
-    def detachDisplay(self, vfbId: int, force: bool = False):
-        """Remove a display and the keyboard paired with it (display first)."""
-        display = self.controller("vfb")
-        if not (yield self.xs.exists(display.backendPath(vfbId))):
-            raise DeviceError(f"{display.describe(vfbId)} does not exist in domain {self.domid}")
-        vkbdId = yield self.pairedKeyboard(vfbId)
-        yield self.controller("vfb").destroyDevice(vfbId, force)
-        if vkbdId is not None:
-            yield self.controller("vkbd").destroyDevice(vkbdId, force)
+    def detach(self, name: str, devid: int, force: bool = False):
+        """Remove a device and its companion (a display and its keyboard, display
+        first)."""
+        controller = self.controller(name)
+        if not (yield self.xs.exists(controller.backendPath(devid))):
+            raise DeviceError(f"{controller.describe(devid)} does not exist in domain "
+                              f"{self.domid}")
+        companionId = yield self.companion(name, devid)
+        yield controller.destroyDevice(devid, force)
+        if companionId is not None:
+            yield self.controller(classNamed(name).companion).destroyDevice(companionId, force)
 
     @inlineCallbacks
     def destroyDevices(self, force: bool = False):
-        """Remove every device of this domain, displays before keyboards, and the
-        domain's private record."""
-        for deviceClass in reversed(self.deviceClasses):
-            controller = self.controller(deviceClass)
+        """Remove every device of this domain, companions last (a display before its
+        keyboard).  The private record stays: it holds the daemon's journal."""
+        for cls in reversed(DEVICE_CLASSES):
+            controller = self.controller(cls.name)
             for devid in (yield controller.deviceIDs()):
                 yield controller.destroyDevice(devid, force)
-        yield self._removeGraphicsFlag()
-        yield self.xs.rm(privatePath(self.domid))
 
     @inlineCallbacks
     def _removeGraphicsFlag(self):

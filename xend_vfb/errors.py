@@ -14,9 +14,10 @@ __all__ = [
     "TransactionConflict",
     "DeviceError",
     "GuestError",
-    "BackendError",
     "DaemonError",
     "DaemonNotRunning",
+    "ChannelError",
+    "errorCode",
 ]
 
 
@@ -56,13 +57,27 @@ class GuestError(XendVfbError, ValueError):
     """A guest wrote something invalid to its shared page, rings or xenstore area."""
 
 
-class BackendError(XendVfbError):
-    """A backend process could not be started or failed."""
-
-
 class DaemonError(XendVfbError):
     """The daemon is not reachable or refused a request."""
 
 
 class DaemonNotRunning(DaemonError):
     """Nobody listens on the daemon's control socket."""
+
+
+class ChannelError(XendVfbError):
+    """Nobody answers on a control socket, or the answer was an error: then `code`
+    says which (`errorCode` of the error on the other side)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def errorCode(error: BaseException) -> str:
+    """What a control socket's error reply calls `error`: its class name for the
+    errors of this tree (``ConfigError``, ``DeviceError``, ...), ``ValueError`` for
+    other bad requests, ``internal`` for anything else."""
+    if isinstance(error, XendVfbError):
+        return type(error).__name__
+    return "ValueError" if isinstance(error, ValueError) else "internal"

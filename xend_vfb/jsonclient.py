@@ -2,7 +2,8 @@
 
 The CLI asks the daemon one thing per run; importing Twisted for that would cost
 more than the request itself, so the client and the framing both ends share
-(one JSON object per line, `{"ok": true, ...}` or `{"ok": false, "error": MSG}`)
+(one JSON object per line, `{"ok": true, ...}` or
+`{"ok": false, "error": MESSAGE, "code": CODE}`, CODE from `errors.errorCode`)
 live here, and `xend_vfb.jsonline` builds its Twisted server and client on them.
 Nothing here may import Twisted, Pillow or the daemon (`tests/test_cli_lean.py`).
 """
@@ -10,16 +11,12 @@ Nothing here may import Twisted, Pillow or the daemon (`tests/test_cli_lean.py`)
 import json
 import socket
 
-from xend_vfb.errors import XendVfbError
+from xend_vfb.errors import ChannelError
 
 __all__ = ["MAX_LINE", "ChannelError", "encode", "checked", "requestBlocking"]
 
 #: The longest line either end accepts (a screenshot's PNG travels in one).
 MAX_LINE = 64 * 1024 * 1024
-
-
-class ChannelError(XendVfbError):
-    """Nobody answers on the socket, or the answer was an error."""
 
 
 def encode(message: dict) -> bytes:
@@ -28,9 +25,10 @@ def encode(message: dict) -> bytes:
 
 
 def checked(reply: dict) -> dict:
-    """`reply` if it says `ok`; otherwise `ChannelError` with the server's message."""
+    """`reply` if it says `ok`; otherwise `ChannelError` with the server's message
+    and error code."""
     if not reply.get("ok"):
-        raise ChannelError(reply.get("error") or "request refused")
+        raise ChannelError(reply.get("error") or "request refused", reply.get("code", ""))
     return reply
 
 

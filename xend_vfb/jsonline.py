@@ -20,8 +20,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
-from xend_vfb.errors import XendVfbError
-from xend_vfb.jsonclient import MAX_LINE, ChannelError, checked, encode, requestBlocking
+from xend_vfb.errors import ChannelError, errorCode
+from xend_vfb.jsonclient import MAX_LINE, checked, encode, requestBlocking
 
 __all__ = ["listen", "request", "requestBlocking", "ChannelError"]
 
@@ -49,10 +49,12 @@ class _Server(LineOnlyReceiver):
         d.addCallback(lambda reply: self.sendLine(encode(reply)))
 
     def _failed(self, failure: Any) -> dict:
-        if not failure.check(XendVfbError, ValueError):
+        code = errorCode(failure.value)
+        if code == "internal":
             log.failure("request failed", failure)
-            return {"ok": False, "error": f"internal error: {failure.getErrorMessage()}"}
-        return {"ok": False, "error": str(failure.value)}
+            return {"ok": False, "error": f"internal error: {failure.getErrorMessage()}",
+                    "code": code}
+        return {"ok": False, "error": str(failure.value), "code": code}
 
 
 def listen(reactor: Any, path: str, handler: Any) -> Deferred:

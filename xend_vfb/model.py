@@ -412,6 +412,10 @@ class DeviceConfig:
     def _check(self, entry: str) -> None:
         """Check rules between keys; called once every key has its typed value."""
 
+    def companionDetails(self) -> dict[str, str]:
+        """Backend keys this device gives its companion (see `devices.DeviceClass`)."""
+        return {}
+
 
 @dataclass(frozen=True, repr=False)
 class VfbConfig(DeviceConfig):
@@ -446,10 +450,10 @@ class VfbConfig(DeviceConfig):
     #: Framebuffer memory in MiB (xen-fbfront reads it from the backend area).
     videoram: int = _key(VIDEORAM, 8)
 
-    @property
-    def vncPort(self) -> int | None:
-        """The configured VNC port (5900 + vncdisplay), or None when none is set."""
-        return None if self.vncdisplay is None else _VNC_BASE_PORT + self.vncdisplay
+    def companionDetails(self) -> dict[str, str]:
+        # Linux's xen-kbdfront scales absolute pointer events to these, read once at
+        # probe, before any backend runs: the keyboard's area carries the display's size.
+        return {"width": str(self.width), "height": str(self.height)}
 
     @classmethod
     def _prepare(
@@ -503,7 +507,8 @@ class VkbdConfig(DeviceConfig):
     script: str | None = _key(SCRIPT, None)
 
 
-_DEVICE_CLASSES: dict[str, type[DeviceConfig]] = {"vfb": VfbConfig, "vkbd": VkbdConfig}
+_DEVICE_CLASSES: dict[str, type[DeviceConfig]] = {
+    VfbConfig.deviceClass: VfbConfig, VkbdConfig.deviceClass: VkbdConfig}
 
 
 @dataclass(frozen=True, repr=False)
@@ -547,7 +552,7 @@ class DomainConfig:
         """
         config = xmconfig.read(path)
         scalars: dict[str, Any] = {}
-        devices: dict[str, list[Any]] = {"vfb": [], "vkbd": []}
+        devices: dict[str, list[Any]] = {name: [] for name in _DEVICE_CLASSES}
         other: list[tuple[str, OtherValue]] = []
         domainKeys = {key.name: key for key in cls.configKeys()}
         for key, value in config.values.items():
@@ -568,9 +573,10 @@ class DomainConfig:
                     other.append((key, _otherValue(value)))
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
-        vfbs = tuple(devices["vfb"])
+        vfbs = tuple(devices[VfbConfig.deviceClass])
         paired = tuple(VkbdConfig(backend=vfb.backend) for vfb in vfbs)
-        return cls._build(scalars, vfbs, paired + tuple(devices["vkbd"]), other, config.path)
+        return cls._build(scalars, vfbs, paired + tuple(devices[VkbdConfig.deviceClass]), other,
+                          config.path)
 
     @classmethod
     def fromSXP(cls, sexpr: sxp.SExpr, source: str = "<sxp>") -> "DomainConfig":
@@ -582,7 +588,7 @@ class DomainConfig:
         if sxp.name(sexpr) != "vm":
             raise ConfigError(f"{source}: expected (vm ...), got {_masked(sexpr)}")
         scalars: dict[str, Any] = {}
-        devices: dict[str, list[Any]] = {"vfb": [], "vkbd": []}
+        devices: dict[str, list[Any]] = {name: [] for name in _DEVICE_CLASSES}
         other: list[tuple[str, OtherValue]] = []
         seen: set[str] = set()
         domainKeys = {key.name: key for key in cls.configKeys()}
@@ -612,7 +618,8 @@ class DomainConfig:
                     other.append((key, _otherValue(value)))
             except ConfigError as e:
                 raise ConfigError(f"{source}: {e}") from None
-        vfbs, vkbds = tuple(devices["vfb"]), tuple(devices["vkbd"])
+        vfbs = tuple(devices[VfbConfig.deviceClass])
+        vkbds = tuple(devices[VkbdConfig.deviceClass])
         if len(vkbds) < len(vfbs):
             raise ConfigError(
                 f"{source}: {len(vfbs)} vfb devices but {len(vkbds)} vkbd devices "

@@ -2,25 +2,23 @@
 
 from typing import Any
 
-from xend_vfb.controller import DevController, addControllerClass
+from xend_vfb.controller import DevController
 from xend_vfb.model import VfbConfig, VkbdConfig
 
 __all__ = ["VfbifController", "VkbdifController"]
 
 
-@addControllerClass
 class VfbifController(DevController):
     """A paravirtual framebuffer; its VNC password stays in the private record."""
 
-    deviceClass = "vfb"
+    deviceClass = VfbConfig.deviceClass
     configClass = VfbConfig
 
 
-@addControllerClass
 class VkbdifController(DevController):
     """A paravirtual keyboard and pointer."""
 
-    deviceClass = "vkbd"
+    deviceClass = VkbdConfig.deviceClass
     configClass = VkbdConfig
 
     def getDeviceDetails(self, config: Any, extra: dict[str, str]) -> tuple[dict, dict]:

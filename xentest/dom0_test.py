@@ -39,7 +39,6 @@ import traceback
 from twisted.internet import task
 from twisted.internet.defer import inlineCallbacks
 
-import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from xend_vfb.domain import Domain
 from xend_vfb.model import DomainConfig
 from xend_vfb.xenstore import connect
@@ -1245,7 +1244,7 @@ class Harness:
         r = self.report
         tAttach = time.monotonic()
         try:
-            created = yield domain.attachDisplay(
+            created = yield domain.attach("vfb",
                 VfbConfig.parse("vnc=1,vncunused=1,vnclisten=127.0.0.1", "vfb[1]"))
         except Exception as e:
             r.check("vfb-attach into the running guest", False, f"{type(e).__name__}: {e}")

@@ -31,11 +31,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
-from xend_vfb.controller import GENERATION_KEY
+from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.errors import GuestError, XendVfbError, XenstoreConnectionError, XenstoreError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
-from xend_vfb.xenstore.paths import backendPath, frontendPath
+from xend_vfb.xenstore.paths import GENERATION_KEY, backendPath, frontendPath
 
 __all__ = ["DeviceOps", "BackendDevice", "HOTPLUG_DIR", "HOTPLUG_TIMEOUT"]
 
@@ -82,7 +82,7 @@ class BackendDevice:
     """The backend end of device `devClass`/`devid` of domain `domid`."""
 
     def __init__(self, xs: IXenstore, domid: int, devClass: str, devid: int, ops: DeviceOps,
-                 context: Any, onReleased: Callable[[BackendDevice], None]) -> None:
+                 context: IBackendContext, onReleased: Callable[[BackendDevice], None]) -> None:
         self.xs = xs
         self.domid = domid
         self.devClass = devClass

@@ -13,14 +13,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from zope.interface import implementer
 
-import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
-from xend_vfb.backend.device import BackendDevice, DeviceOps
-from xend_vfb.backend.vfb import HeldDisplay, VfbOps
-from xend_vfb.backend.vkbd import KeyboardProxy, VkbdOps
-from xend_vfb.controller import controllerClass
-from xend_vfb.domain import PAIRED_KEYBOARD
-from xend_vfb.errors import XenstoreConnectionError
+from xend_vfb.backend.device import BackendDevice
+from xend_vfb.backend.interfaces import IBackendContext
+from xend_vfb.backend.vfb import HeldDisplay
+from xend_vfb.backend.vkbd import KeyboardProxy
+from xend_vfb.devices import DEVICE_CLASSES, VFB, classNamed
+from xend_vfb.errors import DeviceError, XenstoreConnectionError
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import (
@@ -31,14 +31,12 @@ from xend_vfb.xenstore.paths import (
     privatePath,
 )
 
-__all__ = ["DomainBackend", "OPS"]
+__all__ = ["DomainBackend"]
 
 log = Logger()
 
-#: The backend's ops table per device class: adding a class adds a line here.
-OPS: dict[str, Callable[[], DeviceOps]] = {"vkbd": VkbdOps, "vfb": VfbOps}
 
-
+@implementer(IBackendContext)
 class DomainBackend:
     """The backend of domain `domid`: what ops reach through `device.context`."""
 
@@ -53,7 +51,8 @@ class DomainBackend:
         self.devices: dict[tuple[str, int], BackendDevice] = {}
         #: Fires when the domain has no devices left to serve.
         self.finished: Deferred[None] = Deferred()
-        self._pairs: dict[int, int] = {}
+        #: (class, devid) → (class, devid) of its companion.
+        self._companions: dict[tuple[str, int], tuple[str, int]] = {}
         self._watches: list = []
         self._scanning = False
         self._rescan = False
@@ -67,8 +66,8 @@ class DomainBackend:
     @inlineCallbacks
     def start(self):
         self.name = (yield self.xs.readOrNone(f"{domainPath(self.domid)}/name")) or self.name
-        for deviceClass in OPS:
-            path = backendDomainPath(self.domid, deviceClass)
+        for cls in DEVICE_CLASSES:
+            path = backendDomainPath(self.domid, cls.name)
             self._watches.append((yield self.xs.watch(path, self._changed)))
         yield self._scan()
 
@@ -117,7 +116,7 @@ class DomainBackend:
         for device in list(self.devices.values()):
             device.stop()
         self.devices.clear()
-        self._pairs.clear()
+        self._companions.clear()
         self.domid = domid
         self.name = str(domid)
         self._cancelHold()
@@ -176,19 +175,19 @@ class DomainBackend:
     @inlineCallbacks
     def _scanOnce(self):
         present = 0
-        for deviceClass, makeOps in OPS.items():
-            ids = yield self.xs.list(backendDomainPath(self.domid, deviceClass))
+        for cls in DEVICE_CLASSES:
+            ids = yield self.xs.list(backendDomainPath(self.domid, cls.name))
             for devid in sorted(int(i) for i in ids if i.isdigit()):
                 present += 1
-                key = (deviceClass, devid)
-                if key in self.devices or not (yield self._shouldServe(deviceClass, devid)):
+                key = (cls.name, devid)
+                if key in self.devices or not (yield self._shouldServe(cls.name, devid)):
                     continue
-                if deviceClass == "vfb":
-                    paired = yield self.xs.readOrNone(
-                        f"{privatePath(self.domid, 'vfb', devid)}/{PAIRED_KEYBOARD}")
-                    if paired is not None and paired.isdigit():
-                        self._pairs[devid] = int(paired)
-                device = BackendDevice(self.xs, self.domid, deviceClass, devid, makeOps(), self,
+                if cls.companion is not None:
+                    companion = yield self.xs.readOrNone(
+                        f"{privatePath(self.domid, cls.name, devid)}/{cls.companion}")
+                    if companion is not None and companion.isdigit():
+                        self._companions[key] = (cls.companion, int(companion))
+                device = BackendDevice(self.xs, self.domid, cls.name, devid, cls.makeOps(), self,
                                        self._released)
                 self.devices[key] = device
                 log.info("domain {domid}: serving {device}", domid=self.domid,
@@ -236,19 +235,33 @@ class DomainBackend:
 
     # -- what ops ask for ----------------------------------------------------------
 
-    def deviceConfig(self, device: BackendDevice) -> Deferred[Any]:
-        controller = controllerClass(device.devClass)(self.xs, self.domid, self.name,
-                                                      self.reactor)
-        return controller.getDeviceConfiguration(device.devid)
+    @inlineCallbacks
+    def deviceConfig(self, device: BackendDevice):
+        """The device's config, read from its backend area and private record."""
+        details = yield self._readArea(device.backendPath)
+        if not details:
+            raise DeviceError(f"{device.name} has no backend area")
+        secrets = yield self._readArea(privatePath(self.domid, device.devClass, device.devid))
+        return classNamed(device.devClass).config.fromDetails(details, secrets, device.name)
+
+    @inlineCallbacks
+    def _readArea(self, path: str):
+        details = {}
+        for key in (yield self.xs.list(path)):
+            value = yield self.xs.readOrNone(f"{path}/{key}")
+            if value is not None:
+                details[key] = value
+        return details
 
     def secret(self, device: BackendDevice, key: str) -> Deferred[str | None]:
         return self.xs.readOrNone(f"{privatePath(self.domid, device.devClass, device.devid)}/{key}")
 
     def keyboardFor(self, vfbId: int) -> KeyboardProxy:
-        """The input sink for display `vfbId`: its paired keyboard once connected."""
+        """The input sink for display `vfbId`: its companion keyboard once connected."""
 
         def lookup() -> Any:
-            keyboard = self.devices.get(("vkbd", self._pairs.get(vfbId, -1)))
+            companion = self._companions.get((VFB.name, vfbId))
+            keyboard = self.devices.get(companion) if companion is not None else None
             return keyboard.ops if keyboard is not None and keyboard.connected else None
 
         return KeyboardProxy(lookup)
@@ -263,7 +276,7 @@ class DomainBackend:
         return {"domid": self.domid, "name": self.name, "devices": devices}
 
     def screen(self, devid: int) -> Any:
-        device = self.devices.get(("vfb", devid))
+        device = self.devices.get((VFB.name, devid))
         if device is None or device.ops.screen is None:
             raise ValueError(f"domain {self.domid} has no display vfb/{devid}")
         device.ops.refresh()

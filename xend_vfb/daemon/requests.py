@@ -15,8 +15,9 @@ from twisted.internet.defer import inlineCallbacks
 
 from xend_vfb import jsonline, sxp
 from xend_vfb.backend.control import controlSocketPath
+from xend_vfb.devices import classNamed
 from xend_vfb.host import ShutdownReason
-from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
+from xend_vfb.model import DomainConfig
 
 if TYPE_CHECKING:
     from xend_vfb.daemon.service import XendVfbDaemon
@@ -26,9 +27,6 @@ __all__ = ["ControlRequests", "SCREENSHOT_TIMEOUT"]
 #: Seconds a backend may take to answer a screenshot: a full copy out of the guest's
 #: framebuffer plus PNG encoding, 12-15 s on real Xen under QEMU TCG (docs/xen-harness.md).
 SCREENSHOT_TIMEOUT = 120.0
-
-_CONFIG_CLASSES = {"vfb": VfbConfig, "vkbd": VkbdConfig}
-
 
 class ControlRequests:
     """The requests of the control socket, served for `daemon`."""
@@ -67,24 +65,25 @@ class ControlRequests:
     @inlineCallbacks
     def op_attach(self, request: dict):
         domid = yield self.daemon.resolve(request["domain"])
-        deviceClass = request["class"]
-        config = _CONFIG_CLASSES[deviceClass].parse(request["spec"], deviceClass,
-                                                    environ=request.get("environ"))
-        devid = yield self.daemon.attach(domid, deviceClass, config)
-        rows = yield self.daemon.deviceList(domid, deviceClass)
+        name = classNamed(request["class"]).name
+        config = classNamed(name).config.parse(request["spec"], name,
+                                               environ=request.get("environ"))
+        devid = yield self.daemon.attach(domid, name, config)
+        rows = yield self.daemon.deviceList(domid, name)
         return {"domid": domid, "device": next(r for r in rows if r["devid"] == devid)}
 
     @inlineCallbacks
     def op_detach(self, request: dict):
         domid = yield self.daemon.resolve(request["domain"])
-        yield self.daemon.detach(domid, request["class"], int(request["devid"]),
+        yield self.daemon.detach(domid, classNamed(request["class"]).name, int(request["devid"]),
                                  bool(request.get("force")))
         return {"domid": domid}
 
     @inlineCallbacks
     def op_devices(self, request: dict):
         domid = yield self.daemon.resolve(request["domain"])
-        return {"devices": (yield self.daemon.deviceList(domid, request["class"]))}
+        name = classNamed(request["class"]).name
+        return {"devices": (yield self.daemon.deviceList(domid, name))}
 
     @inlineCallbacks
     def op_screenshot(self, request: dict):

@@ -17,12 +17,12 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import DeferredLock, inlineCallbacks
 from twisted.logger import Logger
 
-import xend_vfb.vfbif  # noqa: F401  (registers the vfb and vkbd controllers)
 from xend_vfb import jsonline
 from xend_vfb.daemon.backends import ZYGOTE, Backends, backendKey
 from xend_vfb.daemon.crash import crashPoint
 from xend_vfb.daemon.guests import Guests
 from xend_vfb.daemon.requests import ControlRequests
+from xend_vfb.devices import DEVICE_CLASSES, classNamed
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError, DeviceError
 from xend_vfb.host import IHost
@@ -191,10 +191,10 @@ class XendVfbDaemon(MultiService):
     @inlineCallbacks
     def _rollbackAttach(self, domain: Domain, before: dict):
         ids = yield domain.deviceIDs()
-        for deviceClass in Domain.deviceClasses:
-            for devid in ids.get(deviceClass, []):
-                if devid not in before.get(deviceClass, []):
-                    yield domain.controller(deviceClass).removeDevice(devid)
+        for cls in DEVICE_CLASSES:
+            for devid in ids.get(cls.name, []):
+                if devid not in before.get(cls.name, []):
+                    yield domain.controller(cls.name).removeDevice(devid)
 
     # -- the domains -------------------------------------------------------------
 
@@ -311,13 +311,7 @@ class XendVfbDaemon(MultiService):
             # that the domain goes only once its backend has.  Without a backend
             # nobody would answer a graceful close: do not wait 10 s per device.
             graceful = graceful and self.backends.find(domid) is not None
-            # Device by device rather than Domain.destroyDevices, which also removes the
-            # private record and with it this journal: a crash after that left the
-            # domain (and its guest) unmanaged for good.
-            for deviceClass in reversed(Domain.deviceClasses):
-                controller = domain.controller(deviceClass)
-                for devid in (yield controller.deviceIDs()):
-                    yield controller.destroyDevice(devid, force=not graceful)
+            yield domain.destroyDevices(force=not graceful)
             yield self._removeBackendAreas(domid)
             crashPoint("destroy:devices")
             if not keepBackend:
@@ -342,18 +336,15 @@ class XendVfbDaemon(MultiService):
         """Remove what is left of the domain's backend areas once its devices are gone.
         A backend step racing with a forced removal can write `state` into an area just
         removed, recreating part of it; the toolstack owns the areas, so it sweeps."""
-        for deviceClass in Domain.deviceClasses:
-            yield self.xs.rm(backendDomainPath(domid, deviceClass))
+        for cls in DEVICE_CLASSES:
+            yield self.xs.rm(backendDomainPath(domid, cls.name))
 
     @inlineCallbacks
-    def attach(self, domid: int, deviceClass: str, config: Any):
+    def attach(self, domid: int, name: str, config: Any):
         domain = yield self.domain(domid)
         yield self._journal(domid, {"op": "attach", "before": (yield domain.deviceIDs())})
         crashPoint("attach:journal")
-        if deviceClass == "vfb":
-            created = yield domain.attachDisplay(config)
-        else:
-            created = [("vkbd", (yield domain.controller("vkbd").createDevice(config)))]
+        created = yield domain.attach(name, config)
         crashPoint("attach:devices")
         try:
             yield self.backends.ensure(domain)
@@ -364,56 +355,57 @@ class XendVfbDaemon(MultiService):
         finally:
             yield self._journal(domid, None)
         yield self.guests.devicesChanged(domain)
-        return dict(created)[deviceClass]
+        return dict(created)[name]
 
     @inlineCallbacks
-    def detach(self, domid: int, deviceClass: str, devid: int, force: bool):
+    def detach(self, domid: int, name: str, devid: int, force: bool):
         domain = yield self.domain(domid)
-        if devid not in (yield domain.controller(deviceClass).deviceIDs()):
-            raise DeviceError(f"Device {devid} ({deviceClass}) does not exist in domain {domid}")
-        devices = [[deviceClass, devid]]
-        if deviceClass == "vfb":
-            paired = yield domain.pairedKeyboard(devid)
-            if paired is not None:
-                devices.append(["vkbd", paired])
+        if devid not in (yield domain.controller(name).deviceIDs()):
+            raise DeviceError(f"Device {devid} ({name}) does not exist in domain {domid}")
+        devices = [[name, devid]]
+        companion = yield domain.companion(name, devid)
+        if companion is not None:
+            devices.append([classNamed(name).companion, companion])
         yield self._journal(domid, {"op": "detach", "devices": devices})
         crashPoint("detach:journal")
-        if deviceClass == "vfb":
-            yield domain.detachDisplay(devid, force)
-        else:
-            yield domain.controller("vkbd").destroyDevice(devid, force)
+        yield domain.detach(name, devid, force)
         crashPoint("detach:devices")
         yield self._journal(domid, None)
         yield self.guests.devicesChanged(domain)
 
     @inlineCallbacks
-    def deviceList(self, domid: int, deviceClass: str):
+    def deviceList(self, domid: int, name: str):
+        """A row per device of class `name`: states, hotplug outcome, where its VNC
+        display listens (a display) and its companion's id (a display's keyboard)."""
         domain = yield self.domain(domid)
+        companion = classNamed(name).companion
         rows = []
-        for devid in (yield domain.controller(deviceClass).deviceIDs()):
-            back = backendPath(domid, deviceClass, devid)
+        for devid in (yield domain.controller(name).deviceIDs()):
+            back = backendPath(domid, name, devid)
             row = {
                 "devid": devid,
                 "backend_state": int(parseState((yield self.xs.readOrNone(f"{back}/state")))),
                 "frontend_state": int(parseState((yield self.xs.readOrNone(
-                    f"{frontendPath(domid, deviceClass, devid)}/state")))),
+                    f"{frontendPath(domid, name, devid)}/state")))),
                 "hotplug_status": (yield self.xs.readOrNone(f"{back}/hotplug-status")),
                 "error": (yield self.xs.readOrNone(f"{back}/error")),
             }
-            if deviceClass == "vfb":
+            if (yield self.xs.exists(f"{back}/vnc")):
                 port = yield self.xs.readOrNone(f"{back}/vnc-port")
                 row["vnc_port"] = int(port) if port and port.isdigit() else None
                 row["vnc_listen"] = yield self.xs.readOrNone(f"{back}/vnc-listen")
-                row["vkbd"] = yield domain.pairedKeyboard(devid)
+            if companion is not None:
+                row[companion] = yield domain.companion(name, devid)
             rows.append(row)
         return rows
 
     @inlineCallbacks
     def describe(self, domid: int):
-        """{class: deviceList} for every class, as `list` shows a domain."""
+        """{class: deviceList} for every class, as `list` shows a domain (displays
+        first)."""
         devices = {}
-        for deviceClass in reversed(Domain.deviceClasses):
-            devices[deviceClass] = yield self.deviceList(domid, deviceClass)
+        for cls in reversed(DEVICE_CLASSES):
+            devices[cls.name] = yield self.deviceList(domid, cls.name)
         return devices
 
 

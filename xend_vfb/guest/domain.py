@@ -1,9 +1,10 @@
 """One simulated guest: its memory, its ``device/`` area and the frontends in it.
 
 A `GuestDomain` watches ``/local/domain/D/device`` as a guest kernel's xenbus
-does: a ``vfb/N`` or ``vkbd/N`` that appears gets a frontend, which probes as
-soon as its ``state`` says Initialising (hotplug is the same path as boot);
-a frontend whose area disappears frees what it held and is forgotten.  All of
+does: a ``<class>/N`` (a class of `devices.DEVICE_CLASSES`) that appears gets a
+frontend, which probes as soon as its ``state`` says Initialising (hotplug is
+the same path as boot); a frontend whose area disappears frees what it held and
+is forgotten.  All of
 a domain's state lives in this object, so one process can host many domains.
 """
 
@@ -14,24 +15,26 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from xend_vfb.guest.fb import VfbFrontend
+from xend_vfb.devices import DEVICE_CLASSES
 from xend_vfb.guest.frontend import Frontend
-from xend_vfb.guest.kbd import InputLog, VkbdFrontend
+from xend_vfb.guest.interfaces import IGuestContext
+from xend_vfb.guest.kbd import InputLog
 from xend_vfb.guestmem.emulated import guestDir
 from xend_vfb.guestmem.interfaces import IGuestMemory
 from xend_vfb.xenstore import IWatch, IXenstore
 from xend_vfb.xenstore.paths import domainPath
 
-__all__ = ["CLOSE_TIMEOUT", "FRONTENDS", "GuestDomain", "GuestOptions"]
+__all__ = ["CLOSE_TIMEOUT", "GuestDomain", "GuestOptions"]
 
 log = Logger()
 
 #: Seconds a closing frontend waits for its backend by default.
 CLOSE_TIMEOUT = 5.0
 
-#: The device classes a guest has drivers for.
-FRONTENDS: dict[str, type[Frontend]] = {"vfb": VfbFrontend, "vkbd": VkbdFrontend}
+#: The guest's driver for each device class.
+FRONTENDS: dict[str, type[Frontend]] = {cls.name: cls.frontendClass() for cls in DEVICE_CLASSES}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class GuestOptions:
     resizeTo: tuple[int, int] | None = None
 
 
+@implementer(IGuestContext)
 class GuestDomain:
     """Domain `domid`'s drivers: attributes are what frontends use."""
 

@@ -41,7 +41,7 @@ from xend_vfb.protocol.fbif import (
 from xend_vfb.xenbus import XenbusState
 
 if TYPE_CHECKING:
-    from xend_vfb.guest.domain import GuestDomain
+    from xend_vfb.guest.interfaces import IGuestContext
 
 __all__ = ["DEPTH", "RETRY_DELAY", "VfbFrontend", "memLength"]
 
@@ -66,7 +66,8 @@ class VfbFrontend(Frontend):
     framebuffer: IGuestPages | None = None
     directories: IGuestPages | None = None
 
-    def __init__(self, domain: GuestDomain, devid: int, onGone: Callable[[Frontend], None]) -> None:
+    def __init__(self, domain: IGuestContext, devid: int,
+                 onGone: Callable[[Frontend], None]) -> None:
         super().__init__(domain, devid, onGone)
         options = self.domain.options
         self.originalSize = options.size

@@ -32,7 +32,7 @@ from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.paths import frontendPath
 
 if TYPE_CHECKING:
-    from xend_vfb.guest.domain import GuestDomain
+    from xend_vfb.guest.interfaces import IGuestContext
     from xend_vfb.xenstore import ITransaction, IWatch
 
 __all__ = ["Frontend"]
@@ -52,7 +52,7 @@ class Frontend:
 
     devClass: ClassVar[str]
 
-    def __init__(self, domain: GuestDomain, devid: int, onGone: Callable[[Frontend], None]):
+    def __init__(self, domain: IGuestContext, devid: int, onGone: Callable[[Frontend], None]):
         self.domain = domain
         self.devid = devid
         self.name = f"{self.devClass}/{devid}"

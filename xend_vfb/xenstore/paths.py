@@ -7,6 +7,7 @@ __all__ = [
     "backendDomainPath",
     "privatePath",
     "PRIVATE_ROOT",
+    "GENERATION_KEY",
 ]
 
 #: Toolstack-private state (device records, secrets): owned by domain 0, no access
@@ -42,3 +43,11 @@ def privatePath(domid: int, devClass: str | None = None, devid: int | None = Non
         if devid is not None:
             path += f"/{devid}"
     return path
+
+
+#: The backend-area key naming this instance of the area: a fresh random value each
+#: time the areas are written, so that a backend can tell the area it serves from
+#: one written at the same path after it (remove then create, reboot, restore) and
+#: never writes its findings about one into the other.  Random, not a counter: a
+#: counter would start again for a new domain given the same id.
+GENERATION_KEY = "generation"
