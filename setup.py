@@ -6,7 +6,7 @@ setup(
     description="Paravirtual display and keyboard devices (vfb, vkbd) for Xen guests, "
     "as a xend-style device-controller plugin",
     packages=find_packages(include=["xend_vfb", "xend_vfb.*"]),
-    package_data={"xend_vfb.xenstore": ["shim.c"]},
+    package_data={"xend_vfb": ["hotplug/vfb", "hotplug/vkbd"], "xend_vfb.xenstore": ["shim.c"]},
     python_requires=">=3.11",
     install_requires=[
         "Twisted>=24.3",

@@ -10,7 +10,7 @@ for arg in "$@"; do
 done
 source "$(dirname "$0")/tools/bootstrap.sh"
 cd "$ROOT"
-"$VENV/bin/ruff" check --quiet xend_vfb tests bench xentest
+"$VENV/bin/ruff" check --quiet xend_vfb tests bench xentest tools
 "$VENV/bin/python" -m pytest -q "${PYTEST_ARGS[@]}"
 if [ "$QUICK" = 1 ]; then
     echo "test.sh: --quick: the real-Xen harness (xentest/run.sh) was skipped"

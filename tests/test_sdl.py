@@ -28,10 +28,10 @@ from tests.helpers_backend import (  # noqa: F401  (fixtures)
 from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.backend.vfb import REFRESH_MS, VfbOps
 from xend_vfb.display import IDisplay, IInputSink, Screen
+from xend_vfb.display.sdl import RATE, SCANCODES, SDLDisplay
 from xend_vfb.errors import DeviceError
 from xend_vfb.model import VfbConfig
 from xend_vfb.rfb.input import BTN_LEFT, BTN_MIDDLE, BTN_RIGHT
-from xend_vfb.sdl import RATE, SCANCODES, SDLDisplay
 from xend_vfb.xenstore.paths import backendPath
 
 pygame = pytest.importorskip("pygame")

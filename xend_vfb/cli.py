@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from xend_vfb import __version__, jsonclient
 from xend_vfb.errors import DaemonError, DaemonNotRunning, XendVfbError
+from xend_vfb.settings import runDir
 from xend_vfb.xenbus import XenbusState
 
 #: Type checkers take this name as true; at run time the CLI does not import `typing`,
@@ -62,7 +63,7 @@ START_TIMEOUT = 60.0
 
 
 def _runDir() -> str:
-    return os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb")
+    return runDir()
 
 
 def _socketPath() -> str:

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from xend_vfb.guestmem.base import FdReader
+from xend_vfb.fdreader import FdReader
 from xend_vfb.procid import ProcessId
 
 __all__ = ["ProcessSupervisor", "programCommand"]

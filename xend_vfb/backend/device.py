@@ -33,17 +33,15 @@ from twisted.logger import Logger
 
 from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.errors import GuestError, XendVfbError, XenstoreConnectionError, XenstoreError
+from xend_vfb.settings import hotplugDir
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import GENERATION_KEY, backendPath, frontendPath
 
-__all__ = ["DeviceOps", "BackendDevice", "HOTPLUG_DIR", "HOTPLUG_TIMEOUT"]
+__all__ = ["DeviceOps", "BackendDevice", "HOTPLUG_TIMEOUT"]
 
 log = Logger()
 
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: Where the default hotplug scripts (`hotplug/vfb`, `hotplug/vkbd`) live.
-HOTPLUG_DIR = os.environ.get("XEND_VFB_HOTPLUG_DIR", os.path.join(_CHECKOUT, "hotplug"))
 #: Seconds a hotplug script may run before it counts as failed.
 HOTPLUG_TIMEOUT = 30.0
 
@@ -406,7 +404,7 @@ class BackendDevice:
         `hotplug-status` = error with the script's reason.  Whether it succeeded."""
         script = yield self.xs.readOrNone(f"{self.backendPath}/script")
         path = script if script and script.startswith("/") else os.path.join(
-            HOTPLUG_DIR, script or self.devClass)
+            hotplugDir(), script or self.devClass)
         env = dict(os.environ, XENBUS_PATH=self.backendPath)
         try:
             d = getProcessOutputAndValue(path, [action], env=env)

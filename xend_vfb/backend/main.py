@@ -25,6 +25,7 @@ from xend_vfb.errors import XendVfbError
 from xend_vfb.guestmem import guestmemFor
 from xend_vfb.log import startLogging
 from xend_vfb.procid import setCommandLine
+from xend_vfb.settings import runDir
 from xend_vfb.xenstore import connect
 
 __all__ = ["main", "defaultMode"]
@@ -40,7 +41,7 @@ def defaultMode() -> str:
 def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="xend-vfb-backend", description=__doc__.splitlines()[0])
     parser.add_argument("--domid", type=int, required=True)
-    parser.add_argument("--run-dir", default=os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb"))
+    parser.add_argument("--run-dir", default=runDir())
     parser.add_argument("--mode", choices=("emulated", "xen"), default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--verbose", action="store_true")

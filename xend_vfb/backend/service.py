@@ -240,7 +240,8 @@ class DomainBackend:
         """The device's config, read from its backend area and private record."""
         details = yield self._readArea(device.backendPath)
         if not details:
-            raise DeviceError(f"{device.name} has no backend area")
+            raise DeviceError(f"Device {device.devid} ({device.devClass}) does not exist in "
+                              f"domain {self.domid}")
         secrets = yield self._readArea(privatePath(self.domid, device.devClass, device.devid))
         return classNamed(device.devClass).config.fromDetails(details, secrets, device.name)
 

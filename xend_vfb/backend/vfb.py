@@ -20,12 +20,12 @@ from twisted.logger import Logger
 
 from xend_vfb.backend.device import BackendDevice, DeviceOps
 from xend_vfb.display import Screen
+from xend_vfb.display.sdl import SDLDisplay
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import copyRect
 from xend_vfb.rfb.keymaps import loadKeymap
 from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
-from xend_vfb.sdl import SDLDisplay
 from xend_vfb.xenstore.paths import domainPath
 
 __all__ = ["VfbOps", "HeldDisplay"]

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -71,8 +72,9 @@ class RestartLimit:
         self._times.pop(key, None)
 
 
-class Backends:
-    """Starting, adopting and restarting the backends of one daemon's domains."""
+class Backends(Service):
+    """Starting, adopting and restarting the backends of one daemon's domains, and
+    the zygote they are forked from (started, or adopted, with the service)."""
 
     def __init__(self, reactor: Any, supervisor: ProcessSupervisor, runDir: str,
                  emulated: bool) -> None:
@@ -87,6 +89,11 @@ class Backends:
         directory = os.path.join(self.runDir, "backends")
         os.makedirs(directory, mode=0o700, exist_ok=True)
         return os.path.join(directory, f"{name}.pid"), os.path.join(directory, f"{name}.log")
+
+    def startService(self):
+        Service.startService(self)
+        self.startZygote()
+        return self.zygoteReady()
 
     # -- the zygote -------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import uuid as uuidlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.logger import Logger
@@ -64,8 +65,10 @@ def _action(config: DomainConfig, reason: ShutdownReason) -> str:
     return config.on_crash
 
 
-class Guests:
-    """The records of the daemon's guests and what it does when their domains change."""
+class Guests(Service):
+    """The records of the daemon's guests and what it does when their domains change.
+    Started after recovery: watches the host's domains and catches up with what
+    happened to them while no daemon ran."""
 
     def __init__(self, daemon: XendVfbDaemon) -> None:
         self.daemon = daemon
@@ -76,6 +79,12 @@ class Guests:
     @property
     def xs(self) -> Any:
         return self.daemon.xs
+
+    @inlineCallbacks
+    def startService(self):
+        Service.startService(self)
+        yield self.daemon.host.watchDomains(self.changed)
+        yield self.reconcile()
 
     # -- records --------------------------------------------------------------
 

@@ -1,27 +1,30 @@
-"""The daemon's root service: domains, their devices, and recovery after a restart.
+"""The daemon's root service: the tree of services, and the operations on domains.
 
-Each multi-step operation on a domain writes a journal entry (`pending`) in
-the domain's private record first, so a daemon killed half-way finishes or
-rolls back that operation when it starts again.  Guests' lives across
-domains (reboot, save, restore, migration) are `guests.Guests`' business.
+The children, in the order they start: the xenstore connection (`store`), the
+process supervisor, the host, the backends and their zygote (`backends`), the
+recovery of what an earlier daemon left (`recovery`), the guests' lives across
+domains (`guests`), and last the control socket (`control`).  The operations
+(create, destroy, attach, detach) journal each step (`journal`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredLock, inlineCallbacks
 from twisted.logger import Logger
 
-from xend_vfb import jsonline
 from xend_vfb.daemon.backends import ZYGOTE, Backends, backendKey
+from xend_vfb.daemon.control import ControlSocket, socketPath
 from xend_vfb.daemon.crash import crashPoint
 from xend_vfb.daemon.guests import Guests
+from xend_vfb.daemon.journal import Journal
+from xend_vfb.daemon.recovery import Recovery
 from xend_vfb.daemon.requests import ControlRequests
+from xend_vfb.daemon.store import XenstoreService
 from xend_vfb.devices import DEVICE_CLASSES, classNamed
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError, DeviceError
@@ -31,7 +34,6 @@ from xend_vfb.host.xen import XenHost
 from xend_vfb.model import DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor
 from xend_vfb.xenbus import parseState
-from xend_vfb.xenstore import EmbeddedXenstored, connect
 from xend_vfb.xenstore.paths import (
     PRIVATE_ROOT,
     backendDomainPath,
@@ -50,58 +52,62 @@ DEVICE_TIMEOUT = 30.0
 BACKEND_EXIT_TIMEOUT = 5.0
 
 
-def socketPath(runDir: str) -> str:
-    """The daemon's control socket."""
-    return os.path.join(runDir, "xend-vfb.sock")
+class HostService(Service):
+    """The daemon's hypervisor: `XenHost`, or `EmulatedHost` standing in for one."""
+
+    def __init__(self, daemon: XendVfbDaemon) -> None:
+        self.daemon = daemon
+
+    def startService(self) -> None:
+        Service.startService(self)
+        daemon = self.daemon
+        if daemon.emulated:
+            daemon.host = EmulatedHost(daemon.xs, daemon.runDir, daemon.supervisor)
+        else:
+            daemon.host = XenHost(daemon.xs, daemon.runDir)
 
 
 class XendVfbDaemon(MultiService):
-    """The daemon.  `emulated` stands in for the hypervisor (SURFACE.md)."""
+    """The daemon: a tree of services started in order, each once the one before is
+    up, and stopped in reverse (README "How it fits together").  `emulated` stands in
+    for the hypervisor (SURFACE.md)."""
 
     def __init__(self, runDir: str, emulated: bool, reactor: Any) -> None:
         super().__init__()
         self.runDir = runDir
         self.emulated = emulated
         self.reactor = reactor
-        self.xs: Any = None
-        self.xenstored: EmbeddedXenstored | None = None
         self.host: IHost | None = None
+        self.store = XenstoreService(runDir, emulated, onLost=reactor.stop)
         self.supervisor = ProcessSupervisor(reactor, onDeath=self._processEnded)
-        self.supervisor.setServiceParent(self)
         self.backends = Backends(reactor, self.supervisor, runDir, emulated)
         self.guests = Guests(self)
         self.requests = ControlRequests(self)
+        self.journal = Journal(self.store)
+        for service in (self.store, self.supervisor, HostService(self), self.backends,
+                        Recovery(self), self.guests,
+                        ControlSocket(reactor, runDir, self.requests)):
+            service.setServiceParent(self)
         #: Domains an operation is working on: not to be reaped under its feet.
         self.busy: set[int] = set()
         self._building = DeferredLock()
-        self._port: Any = None
         self.stopping = False
+
+    @property
+    def xs(self) -> Any:
+        return self.store.xs
 
     # -- start and stop ------------------------------------------------------
 
     @inlineCallbacks
     def startService(self):
         os.makedirs(self.runDir, mode=0o700, exist_ok=True)
-        environ = {}
-        if self.emulated:
-            self.xenstored = EmbeddedXenstored(self.runDir)
-            self.xenstored.start()
-            environ = self.xenstored.environ
-            os.environ.update(environ)
-        self.supervisor.environ.update(environ, XEND_VFB_RUN_DIR=self.runDir)
-        self.xs = yield connect(environ.get("XENSTORED_PATH"))
-        self.xs.whenLost().addCallback(self._xenstoreLost)
-        if self.emulated:
-            self.host = EmulatedHost(self.xs, self.runDir, self.supervisor)
-        else:
-            self.host = XenHost(self.xs, self.runDir)
-        super().startService()
-        self.backends.startZygote()
-        yield self.backends.zygoteReady()
-        yield self.recover()
-        yield self.host.watchDomains(self.guests.changed)
-        yield self.guests.reconcile()
-        self._port = yield jsonline.listen(self.reactor, socketPath(self.runDir), self.requests)
+        Service.startService(self)
+        for service in self:
+            yield service.startService()
+            if service is self.store:
+                self.supervisor.environ.update(self.store.environ,
+                                               XEND_VFB_RUN_DIR=self.runDir)
         log.info("xend-vfb daemon ready (pid {pid}, run dir {dir}, {mode} mode)",
                  pid=os.getpid(), dir=self.runDir,
                  mode="emulated" if self.emulated else "xen")
@@ -109,19 +115,10 @@ class XendVfbDaemon(MultiService):
     @inlineCallbacks
     def stopService(self):
         self.stopping = True
-        if self._port is not None:
-            yield self._port.stopListening()
-            # No socket left behind to be mistaken for a daemon that listens.
-            if os.path.exists(socketPath(self.runDir)):
-                os.unlink(socketPath(self.runDir))
-        yield super().stopService()
-        if self.xs is not None:
-            self.xs.close()
-
-    def _xenstoreLost(self, _: Any) -> None:
-        if not self.stopping:
-            log.error("lost the connection to xenstored: stopping")
-            self.reactor.stop()
+        Service.stopService(self)
+        for service in reversed(list(self)):
+            if service.running:
+                yield service.stopService()
 
     @inlineCallbacks
     def stopEverything(self):
@@ -143,58 +140,12 @@ class XendVfbDaemon(MultiService):
         """Stop the reactor soon (after the reply has gone out)."""
         self.reactor.callLater(0.05, self._stop, everything)
 
-    def _stop(self, everything: bool) -> None:
-        if everything and self.xenstored is not None:
+    @inlineCallbacks
+    def _stop(self, everything: bool):
+        if everything and self.store.xenstored is not None:
             self.stopping = True
-            self.xs.close()
-            self.xenstored.stop()
+            yield self.store.stopXenstored()
         self.reactor.stop()
-
-    # -- recovering after a restart --------------------------------------------
-
-    @inlineCallbacks
-    def recover(self):
-        """Rebuild every domain from xenstore, finish interrupted operations, adopt or
-        start backends, and clean up half-built domains.  Domains that stopped while
-        we were down are the guests' business (`Guests.reconcile`, next)."""
-        if self.emulated:
-            # The emulated host writes /local/domain/D before `create` can journal it: a
-            # daemon killed in between left a domain that no private record names.
-            known = set((yield self.domids()))
-            for domid, info in (yield self.host.domains()).items():
-                if domid not in known and not (yield self.guests.knows(info.uuid)):
-                    log.info("domain {domid}: cleaning up after an interrupted create",
-                             domid=domid)
-                    yield self.teardown(domid, graceful=False)
-        for domid in (yield self.domids()):
-            pending = yield self._pending(domid)
-            self.host.recover(domid)
-            alive = yield self.xs.exists(domainPath(domid))
-            if not alive or (pending and pending["op"] in ("create", "destroy")):
-                why = "it died" if not alive else f"an interrupted {pending['op']}"
-                log.info("domain {domid}: cleaning up after {why}", domid=domid, why=why)
-                yield self.teardown(domid, graceful=alive and pending["op"] == "destroy")
-                if pending and pending["op"] == "destroy":
-                    yield self.guests.forget(domid)
-                continue
-            domain = yield self.domain(domid)
-            if pending and pending["op"] == "attach":
-                yield self._rollbackAttach(domain, pending["before"])
-            elif pending and pending["op"] == "detach":
-                for deviceClass, devid in pending["devices"]:
-                    yield domain.controller(deviceClass).removeDevice(devid)
-            if pending:
-                yield self.guests.devicesChanged(domain)
-            yield self._journal(domid, None)
-            yield self.backends.ensure(domain)
-
-    @inlineCallbacks
-    def _rollbackAttach(self, domain: Domain, before: dict):
-        ids = yield domain.deviceIDs()
-        for cls in DEVICE_CLASSES:
-            for devid in ids.get(cls.name, []):
-                if devid not in before.get(cls.name, []):
-                    yield domain.controller(cls.name).removeDevice(devid)
 
     # -- the domains -------------------------------------------------------------
 
@@ -219,17 +170,6 @@ class XendVfbDaemon(MultiService):
             if what == str(domid) or what == name:
                 return domid
         raise DaemonError(f"domain {what!r} does not exist")
-
-    @inlineCallbacks
-    def _pending(self, domid: int):
-        value = yield self.xs.readOrNone(f"{PRIVATE_ROOT}/{domid}/pending")
-        return json.loads(value) if value else None
-
-    def _journal(self, domid: int, entry: dict | None) -> Any:
-        path = f"{PRIVATE_ROOT}/{domid}/pending"
-        if entry is None:
-            return self.xs.rm(path)
-        return self.xs.write(path, json.dumps(entry, separators=(",", ":")))
 
     def _processEnded(self, key: str, how: str, clean: bool | None) -> None:
         if self.stopping:
@@ -269,7 +209,7 @@ class XendVfbDaemon(MultiService):
             yield self.host.startDomain(domid)
             yield domain.waitForDevices(created, DEVICE_TIMEOUT)
             yield self.guests.record(config, domain)
-            yield self._journal(domid, None)
+            yield self.journal.clear(domid)
         except BaseException:
             yield self.teardown(domid, graceful=False)
             yield self.guests.forget(domid)
@@ -289,7 +229,7 @@ class XendVfbDaemon(MultiService):
         domid = yield self.host.createDomain(config)
         self.busy.add(domid)
         try:
-            yield self._journal(domid, {"op": "create"})
+            yield self.journal.write(domid, {"op": "create"})
         except BaseException:
             self.busy.discard(domid)
             raise
@@ -304,7 +244,7 @@ class XendVfbDaemon(MultiService):
         record, if any, stays: that is `Guests`' decision."""
         self.busy.add(domid)
         try:
-            yield self._journal(domid, {"op": "destroy"})
+            yield self.journal.write(domid, {"op": "destroy"})
             crashPoint("destroy:journal")
             domain = yield self.domain(domid)
             # A backend left running by an earlier daemon is watched from here on, so
@@ -342,7 +282,7 @@ class XendVfbDaemon(MultiService):
     @inlineCallbacks
     def attach(self, domid: int, name: str, config: Any):
         domain = yield self.domain(domid)
-        yield self._journal(domid, {"op": "attach", "before": (yield domain.deviceIDs())})
+        yield self.journal.write(domid, {"op": "attach", "before": (yield domain.deviceIDs())})
         crashPoint("attach:journal")
         created = yield domain.attach(name, config)
         crashPoint("attach:devices")
@@ -353,7 +293,7 @@ class XendVfbDaemon(MultiService):
             yield domain.rollback(created)
             raise
         finally:
-            yield self._journal(domid, None)
+            yield self.journal.clear(domid)
         yield self.guests.devicesChanged(domain)
         return dict(created)[name]
 
@@ -366,11 +306,11 @@ class XendVfbDaemon(MultiService):
         companion = yield domain.companion(name, devid)
         if companion is not None:
             devices.append([classNamed(name).companion, companion])
-        yield self._journal(domid, {"op": "detach", "devices": devices})
+        yield self.journal.write(domid, {"op": "detach", "devices": devices})
         crashPoint("detach:journal")
         yield domain.detach(name, devid, force)
         crashPoint("detach:devices")
-        yield self._journal(domid, None)
+        yield self.journal.clear(domid)
         yield self.guests.devicesChanged(domain)
 
     @inlineCallbacks

@@ -25,7 +25,6 @@ memory yet or xenstore is unreachable; 1 too if xenstore goes away later.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
@@ -41,6 +40,7 @@ from xend_vfb.guestmem.emulated import SHUTDOWN_FILE, EmulatedGuestMemory, guest
 from xend_vfb.guestmem.interfaces import IGuestMemory
 from xend_vfb.log import startLogging
 from xend_vfb.protocol.fbif import pdLayout
+from xend_vfb.settings import runDir
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore import connect
 from xend_vfb.xenstore.paths import domainPath
@@ -103,7 +103,7 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--run-dir",
-        default=os.environ.get("XEND_VFB_RUN_DIR", "/run/xend-vfb"),
+        default=runDir(),
         help="run directory holding guests/<domid>/ (default $XEND_VFB_RUN_DIR)",
     )
     parser.add_argument("--image", help="show this image instead of the test pattern")

@@ -32,7 +32,8 @@ from twisted.internet.interfaces import IReactorFDSet
 from zope.interface import implementer
 
 from xend_vfb.errors import GuestError, XendVfbError
-from xend_vfb.guestmem.base import PAGE_SIZE, FdReader, MappedRegion, checkDomid, checkFrames
+from xend_vfb.fdreader import FdReader
+from xend_vfb.guestmem.base import PAGE_SIZE, MappedRegion, checkDomid, checkFrames
 from xend_vfb.guestmem.interfaces import (
     IEventChannel,
     IEventChannels,

@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from xend_vfb.errors import GuestError, XendVfbError
-from xend_vfb.guestmem.base import FdReader, MappedRegion, checkDomid, checkFrames
+from xend_vfb.fdreader import FdReader
+from xend_vfb.guestmem.base import MappedRegion, checkDomid, checkFrames
 from xend_vfb.guestmem.interfaces import IEventChannel, IEventChannels, IForeignMemory
 
 __all__ = ["XenForeignMemory", "XenEventChannel", "XenEventChannels"]

@@ -2,7 +2,7 @@
 
 `server.VNCDisplay` is the entry point (an `xend_vfb.display.IDisplay`); the
 other modules are its parts: `pixels` (pixel formats), `encodings` (Raw,
-Hextile, ZRLE), `region` (dirty rectangles), `keymaps` (any XKB layout,
+Hextile, ZRLE), `tight` (Tight, JPEG, Zlib), `keymaps` (any XKB layout,
 through libxkbcommon), `scancodes` and `input` (keysyms, QEMU's extended key
 events and pointer to Linux input events), `des` (VNC authentication).
 """

@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
+from xend_vfb.display.region import DirtyRegion, Rect, intersect
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.model import VNC_SHARE_POLICIES
 from xend_vfb.rfb.des import vncAuthResponse
@@ -53,7 +54,6 @@ from xend_vfb.rfb.encodings import Encoding, RectEncoder
 from xend_vfb.rfb.input import Keyboard, LockState, Pointer
 from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
-from xend_vfb.rfb.region import DirtyRegion, Rect, intersect
 
 __all__ = ["VNCDisplay", "VNC_BASE_PORT", "LOSSLESS_REFRESH_SECONDS"]
 

@@ -18,12 +18,12 @@ from twisted.logger import Logger
 
 from xend_vfb.errors import XenstoreConnectionError
 from xend_vfb.procid import ProcessId
+from xend_vfb.settings import buildDir
 
 __all__ = ["EmbeddedXenstored", "findXenstored", "findShim"]
 
 log = Logger()
 
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SYSTEM_XENSTORED = "/usr/lib/xen-4.17/bin/xenstored"
 
 
@@ -31,7 +31,7 @@ def findXenstored() -> str:
     """The xenstored binary: `XEND_VFB_XENSTORED`, the set-up's copy in .build/, or Debian's."""
     candidates = [
         os.environ.get("XEND_VFB_XENSTORED", ""),
-        os.path.join(_CHECKOUT, ".build/xen/usr/lib/xen-4.17/bin/xenstored"),
+        os.path.join(buildDir(), "xen/usr/lib/xen-4.17/bin/xenstored"),
         _SYSTEM_XENSTORED,
     ]
     return _first(candidates, "the xenstored binary")
@@ -41,7 +41,7 @@ def findShim() -> str:
     """The LD_PRELOAD shim: `XEND_VFB_SHIM` or the set-up's build in .build/."""
     candidates = [
         os.environ.get("XEND_VFB_SHIM", ""),
-        os.path.join(_CHECKOUT, ".build/xenstored-shim.so"),
+        os.path.join(buildDir(), "xenstored-shim.so"),
     ]
     return _first(candidates, "the xenstored shim")
 

@@ -44,9 +44,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
+from xend_vfb.display.region import DirtyRegion
 from xend_vfb.errors import DeviceError
 from xend_vfb.rfb.input import BTN_LEFT, BTN_MIDDLE, BTN_RIGHT
-from xend_vfb.rfb.region import DirtyRegion
 
 __all__ = ["SDLDisplay", "SCANCODES", "RATE"]
 

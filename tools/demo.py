@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
 from xend_vfb import cli
+from xend_vfb.settings import DEFAULT_RUN_DIR
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "examples", "demo.cfg")
@@ -36,11 +37,8 @@ def xendVfb(*argv: str) -> str:
 
 
 def daemonRunning() -> bool:
-    try:
-        cli._call({"op": "ping"}, timeout=5)
-        return True
-    except cli.DaemonError:
-        return False
+    with redirect_stdout(StringIO()), redirect_stderr(StringIO()):
+        return cli.main(["list"]) == 0
 
 
 def waitConnected(domain: str, timeout: float = 30.0) -> dict:
@@ -70,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="do not wait for Ctrl-C")
     parser.add_argument("--screenshot", default="demo-screenshot.png", metavar="FILE")
     arguments = parser.parse_args(argv)
-    os.environ.setdefault("XEND_VFB_RUN_DIR", "/run/xend-vfb")
+    os.environ.setdefault("XEND_VFB_RUN_DIR", DEFAULT_RUN_DIR)
 
     startedDaemon = not daemonRunning()
     if startedDaemon:

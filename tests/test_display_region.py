@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xend_vfb.rfb.region import MAX_RECTS, DirtyRegion, intersect
+from xend_vfb.display.region import MAX_RECTS, DirtyRegion, intersect
 
 rects = st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 25), st.integers(0, 25))
 
