@@ -166,7 +166,7 @@ async def measureDisplay(reactor, seconds: float, rounds: int) -> dict:
     from twisted.internet.utils import getProcessOutputAndValue
     from zope.interface import implementer
 
-    from xend_vfb.display import IInputSink, Screen
+    from xend_vfb.display.screen import IInputSink, Screen
     from xend_vfb.rfb.server import VNCDisplay
 
     @implementer(IInputSink)

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from xend_vfb.backend.device import BackendDevice
 from xend_vfb.backend.vfb import VfbOps
 from xend_vfb.backend.vkbd import VkbdOps
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 from xend_vfb.errors import GuestError
 from xend_vfb.guestmem.emulated import EmulatedForeignMemory, createGuestMemory
 from xend_vfb.protocol import fbif

@@ -29,6 +29,7 @@ from xend_vfb.guest.fb import VfbFrontend
 from xend_vfb.guest.pattern import pixel
 from xend_vfb.model import VfbConfig
 from xend_vfb.xenbus import XenbusState
+from xend_vfb.xenstore.areas import readArea
 from xend_vfb.xenstore.paths import backendPath, frontendPath
 
 pytestmark = pytest.mark.timeout(60)
@@ -134,7 +135,7 @@ def test_areas_written_anew_start_the_device_from_scratch(
     controller = domain.controller("vfb")
     config = yield controller.getDeviceConfiguration(0)
     back, front = controller.getDeviceDetails(config, {})
-    record = yield controller.readArea(controller.privatePath(0))
+    record = yield readArea(xs, controller.privatePath(0))
     # The controller's own area writer, as a re-creating toolstack uses it.
     yield xs.transaction(lambda tx: controller._writeAreas(tx, 0, back, front, record))
     assert (yield xs.read(f"{area}/state")) == S[XenbusState.Initialising]

@@ -5,7 +5,7 @@ from PIL import Image
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from xend_vfb.display import IScreen, IScreenObserver, Screen, screenshot
+from xend_vfb.display.screen import IScreen, IScreenObserver, Screen, screenshot
 
 
 @implementer(IScreenObserver)

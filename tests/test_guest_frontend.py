@@ -14,6 +14,7 @@ from xend_vfb.guest.pattern import patternBytes
 from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory, guestDir
 from xend_vfb.protocol import fbif, kbdif
 from xend_vfb.xenbus import XenbusState
+from xend_vfb.xenstore.areas import readArea
 from xend_vfb.xenstore.paths import backendPath, frontendPath
 
 DOMID = 3
@@ -74,14 +75,6 @@ def connectVfb(xs, guestFactory, backends, keys=None, **options):
     yield backend.connect(keys if keys is not None else {"request-update": "1"})
     yield waitState(xs, VFB, XenbusState.Connected)
     return guest.device("vfb", 0), backend
-
-
-@inlineCallbacks
-def readArea(xs, path):
-    keys = {}
-    for key in (yield xs.list(path)):
-        keys[key] = yield xs.read(f"{path}/{key}")
-    return keys
 
 
 @pytest_twisted.inlineCallbacks

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from xend_vfb import sxp
 from xend_vfb.errors import ConfigError
-from xend_vfb.model import KEYMAPS, DomainConfig, VfbConfig, VkbdConfig
+from xend_vfb.kinds import KEYMAPS
+from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VFB_KEYS = (

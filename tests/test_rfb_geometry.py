@@ -19,7 +19,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from xend_vfb.display import IInputSink, IScreen
+from xend_vfb.display.screen import IInputSink, IScreen
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif
 from xend_vfb.rfb.server import RFBServerProtocol, VNCDisplay

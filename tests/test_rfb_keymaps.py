@@ -3,7 +3,7 @@
 import pytest
 from zope.interface import implementer
 
-from xend_vfb.display import IInputSink
+from xend_vfb.display.screen import IInputSink
 from xend_vfb.errors import ConfigError
 from xend_vfb.rfb.input import BTN_LEFT, BTN_RIGHT, Keyboard, Pointer
 from xend_vfb.rfb.keymaps import KEYMAPS, KeyCombo, loadKeymap

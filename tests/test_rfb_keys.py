@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from vncdotool import rfb
 
 from tests.test_rfb_server import FakeSink, connect, hangUp, roundTrip, startDisplay
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 
 pytestmark = [
     pytest.mark.timeout(30),

@@ -22,7 +22,7 @@ from tests.rfb_reference import (
     significant,
 )
 from tests.test_rfb_server import FakeSink, fill
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 from xend_vfb.rfb.server import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30)]

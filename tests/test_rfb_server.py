@@ -25,7 +25,7 @@ from vncdotool.client import AuthenticationError, VNCDoToolClient, VNCDoToolFact
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from xend_vfb.display import IDisplay, IInputSink, IScreenObserver, Screen
+from xend_vfb.display.screen import IDisplay, IInputSink, IScreenObserver, Screen
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.rfb.server import VNC_BASE_PORT, RFBServerProtocol, VNCDisplay
 

@@ -12,7 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from tests.rfb_reference import FORMATS, RAW, ReferenceClient, close, referenceConnect
 from tests.test_rfb_server import FakeSink
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 from xend_vfb.errors import ConfigError
 from xend_vfb.rfb.server import VNCDisplay
 

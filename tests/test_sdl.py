@@ -27,7 +27,7 @@ from tests.helpers_backend import (  # noqa: F401  (fixtures)
 )
 from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.backend.vfb import REFRESH_MS, VfbOps
-from xend_vfb.display import IDisplay, IInputSink, Screen
+from xend_vfb.display.screen import IDisplay, IInputSink, Screen
 from xend_vfb.display.sdl import RATE, SCANCODES, SDLDisplay
 from xend_vfb.errors import DeviceError
 from xend_vfb.model import VfbConfig

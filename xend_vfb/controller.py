@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from xend_vfb.errors import DeviceError
 from xend_vfb.xenbus import XenbusState, parseState
+from xend_vfb.xenstore.areas import readArea
 from xend_vfb.xenstore.interfaces import ITransaction, IXenstore
 from xend_vfb.xenstore.paths import (
     GENERATION_KEY,
@@ -322,22 +323,12 @@ class DevController:
         return sorted(int(name) for name in names if name.isdigit())
 
     @inlineCallbacks
-    def readArea(self, path: str):
-        """All keys directly under `path` as a dict (missing area: {})."""
-        details = {}
-        for key in (yield self.xs.list(path)):
-            value = yield self.xs.readOrNone(f"{path}/{key}")
-            if value is not None:
-                details[key] = value
-        return details
-
-    @inlineCallbacks
     def getDeviceConfiguration(self, devid: int):
         """The device's config, rebuilt from xenstore alone."""
-        details = yield self.readArea(self.backendPath(devid))
+        details = yield readArea(self.xs, self.backendPath(devid))
         if not details:
             raise DeviceError(f"{self.describe(devid)} does not exist in domain {self.domid}")
-        secrets = yield self.readArea(self.privatePath(devid))
+        secrets = yield readArea(self.xs, self.privatePath(devid))
         return self.configFromDetails(devid, details, secrets)
 
     @inlineCallbacks

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from xend_vfb import jsonline
-from xend_vfb.display import screenshot
+from xend_vfb.display.screen import screenshot
 
 __all__ = ["controlSocketPath", "listenControl", "BackendControl"]
 

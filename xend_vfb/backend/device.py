@@ -18,7 +18,8 @@ acted on by the next pass instead of being overwritten.  And every write goes
 only into the instance of the backend area the device was started for (its
 `generation`, which the toolstack writes afresh with each area): a finding
 about an area the toolstack removed never lands in one it created at the
-same path since.
+same path since.  (Over 400 lines because the whole handshake, both ways, is
+one step loop: splitting it would hide which state leads to which.)
 """
 
 from __future__ import annotations

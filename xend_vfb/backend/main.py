@@ -22,7 +22,7 @@ from twisted.logger import Logger, LogLevel
 from xend_vfb.backend.control import controlSocketPath, listenControl
 from xend_vfb.backend.service import DomainBackend
 from xend_vfb.errors import XendVfbError
-from xend_vfb.guestmem import guestmemFor
+from xend_vfb.guestmem import MODES, guestmemFor
 from xend_vfb.log import startLogging
 from xend_vfb.procid import setCommandLine
 from xend_vfb.settings import runDir
@@ -42,7 +42,7 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="xend-vfb-backend", description=__doc__.splitlines()[0])
     parser.add_argument("--domid", type=int, required=True)
     parser.add_argument("--run-dir", default=runDir())
-    parser.add_argument("--mode", choices=("emulated", "xen"), default=None)
+    parser.add_argument("--mode", choices=MODES, default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)

@@ -22,6 +22,7 @@ from xend_vfb.backend.vkbd import KeyboardProxy
 from xend_vfb.devices import DEVICE_CLASSES, VFB, classNamed
 from xend_vfb.errors import DeviceError, XenstoreConnectionError
 from xend_vfb.xenbus import XenbusState, parseState
+from xend_vfb.xenstore.areas import readArea
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import (
     backendDomainPath,
@@ -238,21 +239,12 @@ class DomainBackend:
     @inlineCallbacks
     def deviceConfig(self, device: BackendDevice):
         """The device's config, read from its backend area and private record."""
-        details = yield self._readArea(device.backendPath)
+        details = yield readArea(self.xs, device.backendPath)
         if not details:
             raise DeviceError(f"Device {device.devid} ({device.devClass}) does not exist in "
                               f"domain {self.domid}")
-        secrets = yield self._readArea(privatePath(self.domid, device.devClass, device.devid))
+        secrets = yield readArea(self.xs, privatePath(self.domid, device.devClass, device.devid))
         return classNamed(device.devClass).config.fromDetails(details, secrets, device.name)
-
-    @inlineCallbacks
-    def _readArea(self, path: str):
-        details = {}
-        for key in (yield self.xs.list(path)):
-            value = yield self.xs.readOrNone(f"{path}/{key}")
-            if value is not None:
-                details[key] = value
-        return details
 
     def secret(self, device: BackendDevice, key: str) -> Deferred[str | None]:
         return self.xs.readOrNone(f"{privatePath(self.domid, device.devClass, device.devid)}/{key}")

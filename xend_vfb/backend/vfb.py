@@ -1,6 +1,6 @@
 """The vfb ops: map the guest's framebuffer, keep a screen copy, show it (VNC, SDL).
 
-The screen copy (`display.Screen`, always XRGB8888) is what displays read;
+The screen copy (`display.screen.Screen`, always XRGB8888) is what displays read;
 it is filled from the guest's framebuffer on each UPDATE the guest sends (or
 by polling when the guest cannot send them), so a display never touches
 guest memory.
@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from xend_vfb.backend.device import BackendDevice, DeviceOps
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 from xend_vfb.display.sdl import SDLDisplay
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from xend_vfb.backend.device import BackendDevice, DeviceOps
-from xend_vfb.display import IInputSink
+from xend_vfb.display.screen import IInputSink
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import kbdif
 

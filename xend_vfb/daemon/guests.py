@@ -18,6 +18,9 @@ devices as soon as it is seen.
 
 Every change goes through one lock, and a re-make is journalled in the
 record (`pending`), so a daemon killed at any point finishes it on restart.
+Longer than most modules on purpose: each way a domain is re-made (reboot,
+restore, migration) is a few steps of the same journalled sequence, and they
+are easiest to check against each other side by side.
 """
 
 from __future__ import annotations

@@ -5,23 +5,3 @@ The backend's `Screen` holds the guest's pixels; displays read it through
 `IInputSink`.  The displays are the VNC server (`xend_vfb.rfb`) and an SDL
 window (`sdl`); `region` is the dirty-rectangle bookkeeping both use.
 """
-
-from xend_vfb.display.screen import (
-    BYTES_PER_PIXEL,
-    IDisplay,
-    IInputSink,
-    IScreen,
-    IScreenObserver,
-    Screen,
-    screenshot,
-)
-
-__all__ = [
-    "BYTES_PER_PIXEL",
-    "IScreen",
-    "IScreenObserver",
-    "IInputSink",
-    "IDisplay",
-    "Screen",
-    "screenshot",
-]

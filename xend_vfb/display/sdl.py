@@ -43,8 +43,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.display.region import DirtyRegion
+from xend_vfb.display.screen import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import DeviceError
 from xend_vfb.rfb.input import BTN_LEFT, BTN_MIDDLE, BTN_RIGHT
 

@@ -7,7 +7,6 @@ asks `guestmemFor` for the pair its mode needs.
 """
 
 import os
-from enum import StrEnum
 
 from twisted.internet.interfaces import IReactorFDSet
 
@@ -15,14 +14,10 @@ from xend_vfb.guestmem.emulated import EmulatedEventChannels, EmulatedForeignMem
 from xend_vfb.guestmem.interfaces import IEventChannels, IForeignMemory
 from xend_vfb.guestmem.xen import XenEventChannels, XenForeignMemory
 
-__all__ = ["GuestMemoryMode", "guestmemFor"]
+__all__ = ["MODES", "guestmemFor"]
 
-
-class GuestMemoryMode(StrEnum):
-    """Where guest memory comes from."""
-
-    XEN = "xen"
-    EMULATED = "emulated"
+#: Where guest memory can come from.
+MODES = ("emulated", "xen")
 
 
 def guestmemFor(
@@ -33,9 +28,9 @@ def guestmemFor(
     `runDir` is used in emulated mode only.  Raises `ValueError` for an unknown
     mode, `XendVfbError` when Xen is asked for but not reachable.
     """
-    if mode == GuestMemoryMode.EMULATED:
+    if mode == "emulated":
         return EmulatedForeignMemory(runDir), EmulatedEventChannels(runDir, reactor)
-    if mode == GuestMemoryMode.XEN:
+    if mode == "xen":
         memory = XenForeignMemory()
         try:
             return memory, XenEventChannels(reactor)

@@ -13,6 +13,10 @@ is the contract, precise enough to write a frontend in C):
 The host stand-in calls `createGuestMemory` and `destroyGuestMemory`; the
 backend uses `EmulatedForeignMemory` and `EmulatedEventChannels`; the simulated
 guest uses `EmulatedGuestMemory`.
+
+Longer than most modules on purpose: the three files are one contract, and
+both sides of it (creating, mapping, granting, notifying) read best together
+against docs/emulation.md.
 """
 
 import contextlib

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from xend_vfb.display import IInputSink
+from xend_vfb.display.screen import IInputSink
 from xend_vfb.rfb.keymaps import (
     KEY_CAPSLOCK,
     KEY_LEFTSHIFT,

@@ -8,7 +8,7 @@ there: on a German guest 'z' is KEY_Y and '@' is AltGr+KEY_Q.
 
 Layouts are not described here: each is compiled from the system's XKB data
 by libxkbcommon (the layouts X and Wayland use), under the names xm and QEMU
-users know (`xend_vfb.model.KEYMAPS`).  Every key of the compiled keymap
+users know (`xend_vfb.kinds.KEYMAPS`).  Every key of the compiled keymap
 (XKB keycode = Linux keycode + 8) is read level by level; a level reached
 with Shift and/or AltGr (XKB's LevelThree) alone makes a `KeyCombo`.  When a
 keysym is on several keys, the cheapest wins (`KeyCombo._cost`): a key of a
@@ -31,7 +31,7 @@ import functools
 from dataclasses import dataclass
 
 from xend_vfb.errors import ConfigError
-from xend_vfb.model import KEYMAPS
+from xend_vfb.kinds import KEYMAPS
 
 __all__ = [
     "KeyCombo",

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from xend_vfb.display import BYTES_PER_PIXEL
+from xend_vfb.display.screen import BYTES_PER_PIXEL
 
 __all__ = [
     "PixelFormat", "NATIVE", "Translator", "rectRows", "gatherRect", "colourMapEntries",

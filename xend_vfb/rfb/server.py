@@ -45,10 +45,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from xend_vfb.display import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.display.region import DirtyRegion, Rect, intersect
+from xend_vfb.display.screen import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import ConfigError, DeviceError
-from xend_vfb.model import VNC_SHARE_POLICIES
+from xend_vfb.kinds import VNC_SHARE_POLICIES
 from xend_vfb.rfb.des import vncAuthResponse
 from xend_vfb.rfb.encodings import Encoding, RectEncoder
 from xend_vfb.rfb.input import Keyboard, LockState, Pointer
@@ -514,7 +514,7 @@ class VNCDisplay:
     JPEG are sent again losslessly `LOSSLESS_REFRESH_SECONDS` after the last
     lossy update, timed by `clock` (the reactor unless given).  `share` is
     the shared-flag policy: ``allow-exclusive``, ``force-shared`` or ``ignore``
-    (`xend_vfb.model.VNC_SHARE_POLICIES`).
+    (`xend_vfb.kinds.VNC_SHARE_POLICIES`).
     """
 
     def __init__(

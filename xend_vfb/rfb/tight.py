@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from xend_vfb.display import BYTES_PER_PIXEL
+from xend_vfb.display.screen import BYTES_PER_PIXEL
 from xend_vfb.rfb.pixels import PixelFormat, Translator
 
 __all__ = ["TightEncoder", "MAX_WIDTH", "JPEG_QUALITIES"]
