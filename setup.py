@@ -16,6 +16,10 @@ setup(
         "pygame>=2.5",
         # cffi bindings built against Debian's libxkbcommon-dev (tools/bootstrap.sh).
         "xkbcommon~=1.5.0",
+        # VeNCrypt (TLS for VNC) through Twisted's TLS, and the DES of VNC authentication.
+        "cryptography>=43",
+        "pyOpenSSL>=24",
+        "service_identity>=24",
     ],
     extras_require={
         "test": [

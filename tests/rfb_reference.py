@@ -221,7 +221,7 @@ class ReferenceClient(Protocol):
         elif self.state == "challenge":
             challenge = r.take(16)
             if not dryRun:
-                from xend_vfb.rfb.des import vncAuthResponse  # DES itself is tested on its own
+                from xend_vfb.rfb.vncauth import vncAuthResponse  # DES itself is tested on its own
 
                 self.send(vncAuthResponse(self.password, challenge))
                 self.state = "result"

@@ -17,7 +17,7 @@ VFB_KEYS = (
     "backend, depth, display, height, keymap, opengl, script, sdl, type, uuid, videoram, vnc, "
     "vncdisplay, vnclisten, vncpasswd, vncshare, vncunused, width, xauthority"
 )
-SECRET = "s3cret-Pa55"
+SECRET = "s3cr-Pa5"
 
 
 def test_one_key_list_per_class():
@@ -132,6 +132,11 @@ BAD_DEVICES = [
         "vfb[0]: vncpasswd: invalid value '***' (expected printable ASCII characters)",
     ),
     (
+        "vnc=1,vncpasswd=" + SECRET + "9",
+        "vfb[0]: vncpasswd: longer than 8 characters (VNC authentication uses only the "
+        "first 8: give at most 8)",
+    ),
+    (
         "vnc=1,keymap=klingon",
         "vfb[0]: keymap: invalid value 'klingon' (expected a keyboard layout such as en-us, "
         "en-gb, de, fr, es, it or ja)",
@@ -231,6 +236,17 @@ def test_secret_never_shown():
     assert VfbConfig(vnc=True).secretDetails() == {}
 
 
+def test_a_new_password_is_checked_like_any_value():
+    vfb = VfbConfig.parse("vnc=1,vncdisplay=3,vncpasswd=old,keymap=de", "vfb[0]")
+    new = vfb.withPassword(SECRET, "vfb[0]")
+    assert new.vncpasswd == SECRET
+    assert new.backendDetails() == vfb.backendDetails()
+    with pytest.raises(ConfigError) as caught:
+        vfb.withPassword(SECRET + "9", "vfb[0]")
+    assert str(caught.value).startswith("vfb[0]: vncpasswd: longer than 8 characters")
+    assert SECRET not in str(caught.value)
+
+
 def test_details_are_xenstore_strings():
     vfb = VfbConfig.parse("vnc=1,vncdisplay=3,vncpasswd=pw", "vfb[0]")
     assert vfb.backendDetails() == {
@@ -260,7 +276,7 @@ def test_details_are_xenstore_strings():
 
 passwords = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=","),
-    max_size=12,
+    max_size=8,
 )
 
 

@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.build
 VENV=$ROOT/.venv
-DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data"
+DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data tigervnc-viewer xvfb"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -61,6 +61,8 @@ SECRET_KEYS = frozenset({"vncpasswd"})
 OtherValue = str | tuple["OtherValue", ...]
 
 _MASK = "'***'"
+#: The password characters VNC authentication uses (RFB's DES key is 8 bytes).
+VNC_PASSWORD_LENGTH = 8
 _MIB = 1024 * 1024
 
 
@@ -258,7 +260,7 @@ class VfbConfig(DeviceConfig):
     vncdisplay: int | None = _key(VNC_DISPLAY, None)
     vncunused: bool = _key(BOOLEAN, True)
     vnclisten: str = _key(HOST, "127.0.0.1")
-    #: Empty means no VNC authentication.
+    #: Empty means no VNC authentication; at most `VNC_PASSWORD_LENGTH` characters.
     vncpasswd: str = _key(PASSWORD, "", secret=True)
     display: str | None = _key(X_DISPLAY, None)
     xauthority: str | None = _key(ABSOLUTE_PATH, None)
@@ -309,7 +311,19 @@ class VfbConfig(DeviceConfig):
     def _keyNamed(cls, name: str) -> Key:
         return next(key for key in cls.configKeys() if key.name == name)
 
+    def withPassword(self, password: str, entry: str) -> Self:
+        """This display with VNC password `password`, checked as any config value."""
+        secrets = dict(self.secretDetails(), vncpasswd=password)
+        return type(self).fromDetails(self.backendDetails(), secrets, entry)
+
     def _check(self, entry: str) -> None:
+        if len(self.vncpasswd) > VNC_PASSWORD_LENGTH:
+            # QEMU silently cuts it: a user would believe the rest counts.
+            raise ConfigError(
+                f"{entry}: vncpasswd: longer than {VNC_PASSWORD_LENGTH} characters (VNC "
+                f"authentication uses only the first {VNC_PASSWORD_LENGTH}: give at most "
+                f"{VNC_PASSWORD_LENGTH})"
+            )
         if not (self.vnc or self.sdl):
             raise ConfigError(f"{entry}: no display enabled (give vnc=1 or sdl=1)")
         if self.sdl and self.display is None:

@@ -16,6 +16,13 @@ the screen is resized; reconnecting shows the new size.  A screen size RFB
 cannot carry (beyond 65535 either way) is never announced: the viewer is
 disconnected instead, with the reason in the log.
 
+With TLS (`xend_vfb.tls`), the display offers VeNCrypt only, with the x509
+subtype that matches its password (X509Vnc, or X509None without one), and
+starts TLS on the connection once the client has chosen it; a client that
+cannot do VeNCrypt is refused with the reason.  The password may change while
+the display runs (`setPassword`): viewers already in stay, new ones need the
+new one, and after its expiry time nobody new gets in.
+
 A client listing QEMU's extended key event pseudo-encoding is told, as QEMU
 does, with a rectangle of that encoding (in its next update); from then on its
 keys may come as positions (XT scancodes), which need no keymap (`input`).
@@ -36,6 +43,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
+    IOpenSSLContextFactory,
     IPushProducer,
     IReactorTCP,
     IReactorTime,
@@ -49,17 +57,24 @@ from xend_vfb.display.region import DirtyRegion, Rect, intersect
 from xend_vfb.display.screen import IDisplay, IInputSink, IScreen, IScreenObserver
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.kinds import VNC_SHARE_POLICIES
-from xend_vfb.rfb.des import vncAuthResponse
 from xend_vfb.rfb.encodings import Encoding, RectEncoder
 from xend_vfb.rfb.input import Keyboard, LockState, Pointer
 from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
+from xend_vfb.rfb.vncauth import vncAuthResponse
 
 __all__ = ["VNCDisplay", "VNC_BASE_PORT", "LOSSLESS_REFRESH_SECONDS"]
 
 VNC_BASE_PORT = 5900
+_SECURITY_INVALID = 0
 _SECURITY_NONE = 1
 _SECURITY_VNC = 2
+_SECURITY_VENCRYPT = 19
+#: VeNCrypt: the version spoken (0.2), and the x509 subtypes offered.
+_VENCRYPT_VERSION = b"\x00\x02"
+_X509_NONE = 260
+_X509_VNC = 261
+_VENCRYPT_REQUIRED = "this display requires VeNCrypt (TLS with x509 certificates)"
 _RESULT_OK = struct.pack("!I", 0)
 _RESULT_FAILED = struct.pack("!I", 1)
 _VERSION = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
@@ -107,6 +122,8 @@ class RFBServerProtocol(Protocol):
         self._handler = self._gotVersion
         self._minor = 3
         self._challenge = b""
+        #: The VeNCrypt subtype chosen, once TLS is on.
+        self._subtype: int | None = None
         self._encoder = RectEncoder(display.lossy)
         self._dirty = DirtyRegion()
         #: Areas last sent as JPEG, and those owed a lossless refresh.
@@ -146,6 +163,9 @@ class RFBServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop watching the screen and release whatever this viewer held down."""
+        if self._subtype is not None and not self.viewing and not self._closing:
+            log.info("VNC client {peer}: TLS ended before the viewer got in: {why}",
+                     peer=_peer(self.transport.getPeer()), why=reason.getErrorMessage())
         self._closing = True
         for call in (self._sendCall, self._refreshCall):
             if call is not None and call.active():
@@ -177,20 +197,67 @@ class RFBServerProtocol(Protocol):
         # 3.7 and 3.8 as themselves, anything newer as 3.8, anything else as 3.3 (RFC 6143 7.1.1).
         minor = int(match.group(2))
         self._minor = 8 if minor >= 8 else 7 if minor == 7 else 3
-        security = _SECURITY_VNC if self._display.password else _SECURITY_NONE
+        security = self._offered()
         if self._minor == 3:
+            if security == _SECURITY_VENCRYPT:
+                # 3.3 has the server choose, and knows no VeNCrypt: "invalid", and why.
+                reason = _VENCRYPT_REQUIRED.encode()
+                self.transport.write(_U32.pack(_SECURITY_INVALID) + _U32.pack(len(reason))
+                                     + reason)
+                self._drop(f"RFB 3.3 client: {_VENCRYPT_REQUIRED}")
+                return
             self.transport.write(_U32.pack(security))
             self._startSecurity(security)
         else:
             self.transport.write(bytes((1, security)))
             self._expect(1, self._gotSecurityType)
 
+    def _offered(self) -> int:
+        """The one security type this display offers."""
+        if self._display.tls is not None:
+            return _SECURITY_VENCRYPT
+        return _SECURITY_VNC if self._display.password else _SECURITY_NONE
+
     def _gotSecurityType(self, data: bytes) -> None:
-        offered = _SECURITY_VNC if self._display.password else _SECURITY_NONE
+        offered = self._offered()
         if data[0] != offered:
-            self._refuse("security type not offered")
+            self._refuse(_VENCRYPT_REQUIRED if offered == _SECURITY_VENCRYPT
+                         else "security type not offered")
+            return
+        if offered == _SECURITY_VENCRYPT:
+            self.transport.write(_VENCRYPT_VERSION)
+            self._expect(2, self._gotVeNCryptVersion)
             return
         self._startSecurity(offered)
+
+    # -- VeNCrypt
+
+    def _gotVeNCryptVersion(self, data: bytes) -> None:
+        if data != _VENCRYPT_VERSION:
+            self.transport.write(b"\x01")
+            self._drop(f"VeNCrypt version {data[0]}.{data[1]} (only 0.2 is spoken)")
+            return
+        subtype = _X509_VNC if self._display.password else _X509_NONE
+        self.transport.write(b"\x00\x01" + _U32.pack(subtype))
+        self._expect(4, lambda chosen: self._gotVeNCryptSubtype(subtype, chosen))
+
+    def _gotVeNCryptSubtype(self, offered: int, data: bytes) -> None:
+        (chosen,) = _U32.unpack(data)
+        if chosen != offered:
+            self.transport.write(b"\x00")
+            self._drop(f"VeNCrypt subtype {chosen} chosen, {offered} offered")
+            return
+        if self._buffer:
+            # The client may not speak before the TLS handshake it starts.
+            self._drop("data before the TLS handshake")
+            return
+        self.transport.write(b"\x01")
+        self._subtype = chosen
+        self.transport.startTLS(self._display.tls)
+        # Sent once the handshake is done (Twisted holds writes until then).
+        self._startSecurity(_SECURITY_VNC if chosen == _X509_VNC else _SECURITY_NONE)
+
+    # -- authentication
 
     def _startSecurity(self, security: int) -> None:
         if security == _SECURITY_VNC:
@@ -203,6 +270,11 @@ class RFBServerProtocol(Protocol):
         self._expect(1, self._gotClientInit)
 
     def _gotAuthResponse(self, data: bytes) -> None:
+        if self._display.passwordExpired:
+            log.warn("VNC client {peer} refused: the display's password has expired",
+                     peer=_peer(self.transport.getPeer()))
+            self._refuse("password expired")
+            return
         expected = vncAuthResponse(self._display.password, self._challenge)
         if not hmac.compare_digest(data, expected):
             peer = _peer(self.transport.getPeer())
@@ -514,7 +586,10 @@ class VNCDisplay:
     JPEG are sent again losslessly `LOSSLESS_REFRESH_SECONDS` after the last
     lossy update, timed by `clock` (the reactor unless given).  `share` is
     the shared-flag policy: ``allow-exclusive``, ``force-shared`` or ``ignore``
-    (`xend_vfb.kinds.VNC_SHARE_POLICIES`).
+    (`xend_vfb.kinds.VNC_SHARE_POLICIES`).  `tls`, the server side of TLS
+    (`xend_vfb.tls.TLSSettings.contextFactory`), makes the display VeNCrypt-only.
+    `passwordExpires` is when (`clock`'s seconds) the password stops letting
+    anyone in; None for never.
     """
 
     def __init__(
@@ -531,6 +606,8 @@ class VNCDisplay:
         lossy: bool = False,
         clock: IReactorTime | None = None,
         share: str = "allow-exclusive",
+        tls: IOpenSSLContextFactory | None = None,
+        passwordExpires: float | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as defaultReactor
@@ -544,6 +621,8 @@ class VNCDisplay:
         #: The guest's lock keys as pressed by viewers (for QEMU's LED state).
         self.locks = LockState()
         self.password = password
+        self.passwordExpires = passwordExpires
+        self.tls = tls
         self.name = name
         if share not in VNC_SHARE_POLICIES:
             raise ConfigError(f"unknown VNC share policy {share!r} "
@@ -563,6 +642,17 @@ class VNCDisplay:
     def viewers(self) -> int:
         """See `IDisplay.viewers`."""
         return len(self._viewers)
+
+    def setPassword(self, password: str, expires: float | None = None) -> None:
+        """Ask `password` of viewers from now on, until `expires` (`clock`'s seconds;
+        None for never).  Viewers already in stay."""
+        self.password = password
+        self.passwordExpires = expires
+
+    @property
+    def passwordExpired(self) -> bool:
+        """Whether the password has expired: nobody new gets in."""
+        return self.passwordExpires is not None and self.clock.seconds() >= self.passwordExpires
 
     def start(self) -> Deferred[tuple[str, int]]:
         """See `IDisplay.start`; fails with DeviceError when no port can be had."""
