@@ -565,6 +565,19 @@ def test_reconfigure_changes_keys_and_secret_stays_private(xs, host):
 
 
 @pytest_twisted.inlineCallbacks
+def test_reconfigure_writes_and_removes_private_keys(xs, host):
+    control = vfb(xs)
+    yield control.createDevice(SECRET_VFB, private={"vkbd": "0"})
+    new = VfbConfig(vnc=True, vncpasswd="n3w", width=1024, height=768)
+    yield control.reconfigureDevice(0, new, private={"vncpasswd-expires": "1234"})
+    assert sorted((yield xs.list(f"{PRIV}/vfb/0"))) == ["vkbd", "vncpasswd",
+                                                        "vncpasswd-expires"]
+    assert (yield xs.read(f"{PRIV}/vfb/0/vncpasswd-expires")) == "1234"
+    yield control.reconfigureDevice(0, new, private={"vncpasswd-expires": None})
+    assert sorted((yield xs.list(f"{PRIV}/vfb/0"))) == ["vkbd", "vncpasswd"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_reconfigure_vkbd_keeps_probe_time_features(xs, host):
     control = vkbd(xs)
     yield control.createDevice(VkbdConfig(), extra={"width": "1024", "height": "768"})

@@ -192,6 +192,67 @@ def _screenshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _readPassword(err: TextIO) -> str:
+    """The new password from standard input: typed twice at a terminal, else its
+    first line.  Never from the command line, where `ps` would show it."""
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("New VNC password: ", stream=err)
+        if getpass.getpass("Again: ", stream=err) != password:
+            raise XendVfbError("the two passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _expiry(text: str) -> float | None:
+    """--expire: seconds from now, or `never`."""
+    if text == "never":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected seconds or never)")
+    return seconds
+
+
+def _vncPasswd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    password = _readPassword(err)
+    if not password:
+        raise XendVfbError("no password on standard input")
+    _call({"op": "vnc_passwd", "domain": args.domain, "devid": args.devid,
+           "password": password, "expire": args.expire})
+    return 0
+
+
+def _vncViewer(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """xl's `vncviewer`: $VNCVIEWER on the display's address; with --autopass the
+    password goes to the viewer's standard input as a VNC password file (TigerVNC's
+    and TightVNC's ``-passwd /dev/stdin``), never onto its command line."""
+    import base64
+    import subprocess
+
+    reply = _call({"op": "vnc_viewer", "domain": args.domain, "devid": args.devid,
+                   "autopass": args.autopass})
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(reply["listen"], reply["listen"])
+    program = os.environ.get("VNCVIEWER") or "vncviewer"
+    command = [program]
+    if reply.get("ca"):
+        command += ["-X509CA", reply["ca"]]  # TigerVNC's: the CA that signed the display's
+    secret = None
+    if reply.get("passwd_file"):
+        command += ["-passwd", "/dev/stdin"]
+        secret = base64.b64decode(reply["passwd_file"])
+    command.append(f"{host}::{reply['port']}")
+    try:
+        return subprocess.run(command, input=secret).returncode
+    except OSError as e:
+        raise XendVfbError(f"cannot run {program}: {e.strerror} (set VNCVIEWER to the VNC "
+                           "viewer to use)") from None
+
+
 def _stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         _call({"op": "stop", "all": args.all})
@@ -356,6 +417,18 @@ def _addDomainCommands(commands: _Commands) -> None:
                       help="in emulated mode, also stop every guest and xenstored"))
 
 
+def _addConsoleCommands(commands: _Commands) -> None:
+    devid = _arg("--devid", type=int, default=0, help="vfb device id (default 0)")
+    commands.add("vncviewer", "run a VNC viewer ($VNCVIEWER, default vncviewer) on a "
+                 "domain's display", _vncViewer, DOMAIN, devid,
+                 _arg("-a", "--autopass", action="store_true",
+                      help="hand the display's password to the viewer on its standard input"))
+    commands.add("vnc-passwd", "set a display's VNC password, read from standard input "
+                  "(applied at once: viewers already in stay)", _vncPasswd, DOMAIN, devid,
+                  _arg("--expire", metavar="SECONDS|never", type=_expiry, default=None,
+                       help="refuse new viewers this many seconds from now (default never)"))
+
+
 def _addLifecycleCommands(commands: _Commands) -> None:
     for name, summary, done in (("reboot", "ask a guest to reboot", "rebooted"),
                                 ("shutdown", "ask a guest to shut down", "shut down")):
@@ -395,6 +468,7 @@ def buildParser(only: str | None = None) -> argparse.ArgumentParser:
     _addCreate(commands)
     _addDomainCommands(commands)
     _addLifecycleCommands(commands)
+    _addConsoleCommands(commands)
     for deviceClass in DEVICE_CLASSES:
         _addDeviceCommands(commands, deviceClass)
     if not commands.built():

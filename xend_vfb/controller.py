@@ -332,9 +332,13 @@ class DevController:
         return self.configFromDetails(devid, details, secrets)
 
     @inlineCallbacks
-    def reconfigureDevice(self, devid: int, config: Any):
-        """Replace a live device's configuration keys; its backend watches its area and
-        applies what it can (e.g. a new VNC password)."""
+    def reconfigureDevice(self, devid: int, config: Any,
+                          private: dict[str, str | None] | None = None):
+        """Replace a live device's configuration keys in xenstore, in one transaction,
+        with toolstack-private keys in `private` (None removes one).  A running backend
+        read its device's configuration when the device started and does not watch it:
+        what can change live, the caller has it take (`xend-vfb vnc-passwd` has the
+        backend reload the password); the rest counts from the device's next start."""
         # Only the config keys: the class's other keys (vkbd's width and height, from
         # the paired display) are not in `config` and must keep their values.
         back, _ = self.getDeviceDetails(config, {})
@@ -359,6 +363,11 @@ class DevController:
                     yield tx.write(f"{privPath}/{key}", secrets[key])
                 else:
                     yield tx.rm(f"{privPath}/{key}")
+            for key, value in sorted((private or {}).items()):
+                if value is None:
+                    yield tx.rm(f"{privPath}/{key}")
+                else:
+                    yield tx.write(f"{privPath}/{key}", value)
 
         yield self.xs.transaction(rewrite)
 

@@ -16,7 +16,7 @@ from xend_vfb import sxp
 from xend_vfb.controller import DevController
 from xend_vfb.devices import DEVICE_CLASSES, VFB, VKBD, classNamed
 from xend_vfb.errors import DeviceError
-from xend_vfb.model import DeviceConfig, DomainConfig
+from xend_vfb.model import PASSWORD_EXPIRES, DeviceConfig, DomainConfig
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import domainPath, privatePath
 
@@ -144,6 +144,8 @@ class Domain:
                     # until the backend writes where it listens now.
                     extra["vnc-port"] = str(row["vnc_port"])
                     extra["vnc-listen"] = config.vnclisten
+                if row.get(PASSWORD_EXPIRES) is not None:
+                    private[PASSWORD_EXPIRES] = row[PASSWORD_EXPIRES]
                 companion = classNamed(row["class"]).companion
                 if companion is not None and row.get(companion) is not None:
                     private[companion] = str(row[companion])
@@ -174,6 +176,10 @@ class Domain:
                 if getattr(config, "vnc", False):
                     port = yield self.xs.readOrNone(f"{controller.backendPath(devid)}/vnc-port")
                     row["vnc_port"] = int(port) if port and port.isdigit() else None
+                    expires = yield self.xs.readOrNone(
+                        f"{controller.privatePath(devid)}/{PASSWORD_EXPIRES}")
+                    if expires is not None:
+                        row[PASSWORD_EXPIRES] = expires
                 rows.append(row)
         return rows
 

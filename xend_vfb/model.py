@@ -63,6 +63,10 @@ OtherValue = str | tuple["OtherValue", ...]
 _MASK = "'***'"
 #: The password characters VNC authentication uses (RFB's DES key is 8 bytes).
 VNC_PASSWORD_LENGTH = 8
+#: Key in a display's private record (beside its secrets): when, in seconds since the
+#: epoch, its VNC password stops letting anyone in (`xend-vfb vnc-passwd --expire`);
+#: absent for never.  Not a config key: set at run time, kept for the guest's next domains.
+PASSWORD_EXPIRES = "vncpasswd-expires"
 _MIB = 1024 * 1024
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_RUN_DIR", "runDir", "hotplugDir", "buildDir"]
+__all__ = ["DEFAULT_RUN_DIR", "DEFAULT_VNC_CERT_DIR", "runDir", "vncCertDir", "hotplugDir",
+           "buildDir"]
 
 #: Control socket, logs, backend records and, in emulated mode, xenstored and the
 #: guests' memory.  The daemon and the CLI must agree on it.
 DEFAULT_RUN_DIR = "/run/xend-vfb"
+
+#: The VNC displays' certificates with TLS on (`xend_vfb.tls`): xend's vnc-x509-cert-dir.
+DEFAULT_VNC_CERT_DIR = "/etc/xend-vfb/vnc"
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,6 +26,11 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 def runDir(environ: Mapping[str, str] = os.environ) -> str:
     """`XEND_VFB_RUN_DIR`, or `DEFAULT_RUN_DIR`."""
     return environ.get("XEND_VFB_RUN_DIR") or DEFAULT_RUN_DIR
+
+
+def vncCertDir(environ: Mapping[str, str] = os.environ) -> str:
+    """`XEND_VFB_VNC_X509_CERT_DIR`, or `DEFAULT_VNC_CERT_DIR`."""
+    return environ.get("XEND_VFB_VNC_X509_CERT_DIR") or DEFAULT_VNC_CERT_DIR
 
 
 def hotplugDir(environ: Mapping[str, str] = os.environ) -> str:

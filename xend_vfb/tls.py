@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives import serialization
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 from xend_vfb.errors import ConfigError
+from xend_vfb.settings import DEFAULT_VNC_CERT_DIR, vncCertDir
 
 __all__ = ["TLSSettings", "DEFAULT_CERT_DIR", "CA_CERT", "SERVER_CERT", "SERVER_KEY"]
 
-DEFAULT_CERT_DIR = "/etc/xend-vfb/vnc"
+DEFAULT_CERT_DIR = DEFAULT_VNC_CERT_DIR
 CA_CERT, SERVER_CERT, SERVER_KEY = "ca-cert.pem", "server-cert.pem", "server-key.pem"
 
 _TLS = "XEND_VFB_VNC_TLS"
-_CERT_DIR = "XEND_VFB_VNC_X509_CERT_DIR"
 _VERIFY = "XEND_VFB_VNC_X509_VERIFY"
 
 
@@ -65,7 +65,7 @@ class TLSSettings:
                 raise ConfigError(f"{_VERIFY}=1 needs {_TLS}=1 (without TLS no client "
                                   "certificate is checked)")
             return None
-        return cls(environ.get(_CERT_DIR) or DEFAULT_CERT_DIR, verify)
+        return cls(vncCertDir(environ), verify)
 
     def path(self, name: str) -> str:
         """The file `name` (`CA_CERT`, ...) in the certificate directory."""

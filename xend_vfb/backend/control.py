@@ -1,8 +1,10 @@
 """The control channel of a running backend: one socket per domain in the run dir.
 
 The CLI and the daemon use it for status and screenshots (`xend_vfb.jsonline`
-requests `status` and `screenshot`).  Screenshots travel back as base64 PNG
-data, so no file is written with the backend's rights where a caller asked.
+requests `status` and `screenshot`), and the daemon to have a display take a new
+password (`vnc_password`: read from xenstore, it never travels here).  Screenshots
+travel back as base64 PNG data, so no file is written with the backend's rights
+where a caller asked.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class BackendControl:
 
     def op_follow(self, request: dict) -> Any:
         return self.backend.follow(int(request["domid"])).addCallback(lambda _: {})
+
+    def op_vnc_password(self, request: dict) -> Any:
+        return self.backend.reloadPassword(int(request.get("devid", 0))).addCallback(
+            lambda _: {})
 
     def op_screenshot(self, request: dict) -> dict:
         png = io.BytesIO()

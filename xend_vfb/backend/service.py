@@ -268,6 +268,13 @@ class DomainBackend:
                             "connected": device.connected, **device.ops.status()})
         return {"domid": self.domid, "name": self.name, "devices": devices}
 
+    def reloadPassword(self, devid: int) -> Deferred[None]:
+        """Display `devid` takes its recorded password now (`VfbOps.reloadPassword`)."""
+        device = self.devices.get(("vfb", devid))
+        if device is None:
+            raise ValueError(f"domain {self.domid} has no display vfb/{devid}")
+        return device.ops.reloadPassword(device)
+
     def screen(self, devid: int) -> Any:
         device = self.devices.get((VFB.name, devid))
         if device is None or device.ops.screen is None:

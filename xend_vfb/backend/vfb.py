@@ -21,11 +21,13 @@ from twisted.logger import Logger
 from xend_vfb.backend.device import BackendDevice, DeviceOps
 from xend_vfb.display.screen import Screen
 from xend_vfb.display.sdl import SDLDisplay
-from xend_vfb.errors import GuestError
+from xend_vfb.errors import DeviceError, GuestError
+from xend_vfb.model import PASSWORD_EXPIRES
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import copyRect
 from xend_vfb.rfb.keymaps import loadKeymap
 from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
+from xend_vfb.tls import TLSSettings
 from xend_vfb.xenstore.paths import domainPath
 
 __all__ = ["VfbOps", "HeldDisplay"]
@@ -98,6 +100,7 @@ class VfbOps(DeviceOps):
             self.screen, self.display, self.address = held.screen, held.display, held.address
             if (self.screen.width, self.screen.height) != (config.width, config.height):
                 self.screen.resize(config.width, config.height)
+            yield self.reloadPassword(device)
             yield self._publishAddress(device)
         else:
             if held is not None:
@@ -121,17 +124,22 @@ class VfbOps(DeviceOps):
         # waiting; the display then finds it in loadKeymap's cache.
         yield deferToThread(loadKeymap, config.keymap)
         previous = yield device.xs.readOrNone(f"{device.backendPath}/vnc-port")
-        password = yield device.context.secret(device, "vncpasswd")
+        password, expires = yield self._password(device)
         sink = device.context.keyboardFor(device.devid)
+        # The daemon's settings (its environment reaches backends).  Certificates are
+        # read afresh for each display; a problem with them stops this display from
+        # starting (ConfigError), never lets it start without TLS.
+        settings = TLSSettings.fromEnvironment()
+        tls = settings.contextFactory() if settings is not None else None
 
         def make(display: int | None, findUnused: bool) -> VNCDisplay:
             return VNCDisplay(self.screen, sink, listen=config.vnclisten, display=display,
-                              findUnused=findUnused, password=password or "",
+                              findUnused=findUnused, password=password,
+                              passwordExpires=expires,
                               keymap=config.keymap, reactor=device.context.reactor,
                               name=f"{device.context.name} ({device.name})",
-                              # The daemon's setting (its environment reaches backends).
                               lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1",
-                              share=config.vncshare or "allow-exclusive")
+                              share=config.vncshare or "allow-exclusive", tls=tls)
 
         self.display = None
         if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:
@@ -148,6 +156,28 @@ class VfbOps(DeviceOps):
             self.display = make(config.vncdisplay, findUnused)
             self.address = yield self.display.start()
         yield self._publishAddress(device)
+
+    @inlineCallbacks
+    def _password(self, device: BackendDevice):
+        """The display's password ("" for none) and its expiry time (None for never),
+        as the toolstack recorded them in the device's private area."""
+        password = yield device.context.secret(device, "vncpasswd")
+        expires = yield device.context.secret(device, PASSWORD_EXPIRES)
+        try:
+            when = float(expires) if expires else None
+        except ValueError:
+            log.warn("{device}: ignoring a malformed {key}", device=device, key=PASSWORD_EXPIRES)
+            when = None
+        return password or "", when
+
+    @inlineCallbacks
+    def reloadPassword(self, device: BackendDevice):
+        """Take the password the toolstack recorded for this display now: viewers
+        already in stay, new ones need it (`xend-vfb vnc-passwd`)."""
+        if self.display is None:
+            raise DeviceError(f"domain {device.domid}: {device.name} has no VNC display")
+        password, expires = yield self._password(device)
+        self.display.setPassword(password, expires)
 
     @inlineCallbacks
     def _publishAddress(self, device: BackendDevice):

@@ -204,6 +204,15 @@ class Backends(Service):
                 return
         yield self.ensure(domain)
 
+    @inlineCallbacks
+    def reloadPassword(self, domid: int, devid: int):
+        """Have display `devid` of the domain's backend take its recorded password now;
+        a backend that does not run takes it when it starts."""
+        if self.find(domid) is None:
+            return
+        yield jsonline.request(self.reactor, controlSocketPath(self.runDir, domid),
+                               {"op": "vnc_password", "devid": devid})
+
     def lastError(self, domid: int) -> str:
         """The last error a backend wrote to its log (an error or critical log line, or
         a traceback's last line), if its last words were one: usually why it died."""

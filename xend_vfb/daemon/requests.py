@@ -16,8 +16,11 @@ from twisted.internet.defer import inlineCallbacks
 from xend_vfb import jsonline, sxp
 from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.devices import classNamed
+from xend_vfb.errors import DeviceError
 from xend_vfb.host import ShutdownReason
 from xend_vfb.model import DomainConfig
+from xend_vfb.rfb.vncauth import obfuscatedPassword
+from xend_vfb.tls import CA_CERT
 
 if TYPE_CHECKING:
     from xend_vfb.daemon.service import XendVfbDaemon
@@ -94,6 +97,37 @@ class ControlRequests:
             timeout=SCREENSHOT_TIMEOUT)
         base64.b64decode(reply["png"], validate=True)
         return {"png": reply["png"]}
+
+    # -- the console ----------------------------------------------------------------------
+
+    @inlineCallbacks
+    def op_vnc_passwd(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        expire = request.get("expire")
+        yield self.daemon.setVncPassword(domid, int(request.get("devid", 0)),
+                                         str(request["password"]),
+                                         None if expire is None else float(expire))
+        return {"domid": domid}
+
+    @inlineCallbacks
+    def op_vnc_viewer(self, request: dict):
+        """Where display `devid` listens, the CA file a viewer checks it with (TLS on),
+        and with `autopass` its password as a VNC password file holds it."""
+        domid = yield self.daemon.resolve(request["domain"])
+        devid = int(request.get("devid", 0))
+        rows = {row["devid"]: row for row in (yield self.daemon.deviceList(domid, "vfb"))}
+        row = rows.get(devid)
+        if row is None or row["vnc_port"] is None:
+            raise DeviceError(f"domain {domid} has no VNC display vfb {devid}")
+        reply = {"domid": domid, "listen": row["vnc_listen"], "port": row["vnc_port"],
+                 "ca": self.daemon.tls.path(CA_CERT) if self.daemon.tls else None}
+        if request.get("autopass"):
+            config = yield (yield self.daemon.domain(domid)).controller(
+                "vfb").getDeviceConfiguration(devid)
+            if config.vncpasswd:
+                reply["passwd_file"] = base64.b64encode(
+                    obfuscatedPassword(config.vncpasswd)).decode("ascii")
+        return reply
 
     # -- a guest's life ----------------------------------------------------------------
 

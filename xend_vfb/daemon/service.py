@@ -27,12 +27,13 @@ from xend_vfb.daemon.requests import ControlRequests
 from xend_vfb.daemon.store import XenstoreService
 from xend_vfb.devices import DEVICE_CLASSES, classNamed
 from xend_vfb.domain import Domain
-from xend_vfb.errors import DaemonError, DeviceError
+from xend_vfb.errors import ConfigError, DaemonError, DeviceError
 from xend_vfb.host import IHost
 from xend_vfb.host.emulated import EmulatedHost
 from xend_vfb.host.xen import XenHost
-from xend_vfb.model import DomainConfig
+from xend_vfb.model import PASSWORD_EXPIRES, DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor
+from xend_vfb.tls import TLSSettings
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore.paths import (
     PRIVATE_ROOT,
@@ -92,6 +93,8 @@ class XendVfbDaemon(MultiService):
         self.busy: set[int] = set()
         self._building = DeferredLock()
         self.stopping = False
+        #: The displays' TLS settings (`xend_vfb.tls`), read at start; None without TLS.
+        self.tls: TLSSettings | None = None
 
     @property
     def xs(self) -> Any:
@@ -101,6 +104,11 @@ class XendVfbDaemon(MultiService):
 
     @inlineCallbacks
     def startService(self):
+        # The TLS settings and certificates first: a daemon asked for TLS that could
+        # not give it must not start displays at all.
+        self.tls = TLSSettings.fromEnvironment()
+        if self.tls is not None:
+            self.tls.contextFactory()
         os.makedirs(self.runDir, mode=0o700, exist_ok=True)
         Service.startService(self)
         for service in self:
@@ -312,6 +320,31 @@ class XendVfbDaemon(MultiService):
         crashPoint("detach:devices")
         yield self.journal.clear(domid)
         yield self.guests.devicesChanged(domain)
+
+    @inlineCallbacks
+    def setVncPassword(self, domid: int, devid: int, password: str, expire: float | None):
+        """Give display `devid` a new VNC password, expiring `expire` seconds from now
+        (None: never): recorded with the display's secrets (so the guest's next
+        domains keep it), then taken by the running display at once."""
+        if not password:
+            raise ConfigError("vnc-passwd: the new password is empty (a display without "
+                              "a password is configured with vncpasswd unset)")
+        if expire is not None and expire < 0:
+            raise ConfigError(f"vnc-passwd: --expire {expire:g} is negative")
+        domain = yield self.domain(domid)
+        controller = domain.controller("vfb")
+        config = yield controller.getDeviceConfiguration(devid)
+        if not config.vnc:
+            raise DeviceError(f"{controller.describe(devid)} of domain {domid} has no VNC "
+                              "display")
+        new = config.withPassword(password, f"vfb[{devid}]")
+        expires = None if expire is None else f"{self.reactor.seconds() + expire:.3f}"
+        yield controller.reconfigureDevice(devid, new, private={PASSWORD_EXPIRES: expires})
+        yield self.guests.devicesChanged(domain)
+        yield self.backends.reloadPassword(domid, devid)
+        log.info("domain {domid}: vfb {devid} has a new VNC password ({expiry})",
+                 domid=domid, devid=devid,
+                 expiry="never expires" if expire is None else f"expires in {expire:g} s")
 
     @inlineCallbacks
     def deviceList(self, domid: int, name: str):
