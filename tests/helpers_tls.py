@@ -39,11 +39,19 @@ def _name(common: str) -> x509.Name:
 
 
 def makeCA(common: str = "xend-vfb test CA") -> Identity:
+    """A self-signed CA."""
+    return issueCA(None, common)
+
+
+def issueCA(issuer: Identity | None, common: str) -> Identity:
+    """A CA certificate signed by `issuer` (an intermediate), or by itself (None)."""
     key = ec.generate_private_key(ec.SECP256R1())
+    signer = issuer.key if issuer is not None else key
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common)).issuer_name(_name(common))
+        .subject_name(_name(common))
+        .issuer_name(issuer.cert.subject if issuer is not None else _name(common))
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - DAY).not_valid_after(now + 30 * DAY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -53,7 +61,7 @@ def makeCA(common: str = "xend-vfb test CA") -> Identity:
                                      encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(signer, hashes.SHA256())
     )
     return Identity(key, cert)
 
@@ -69,7 +77,8 @@ def issue(ca: Identity, common: str, client: bool = False,
         x509.CertificateBuilder()
         .subject_name(_name(common)).issuer_name(ca.cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - 2 * DAY).not_valid_after(notAfter or now + 30 * DAY)
+        .not_valid_before(min(now, notAfter or now) - 2 * DAY)
+        .not_valid_after(notAfter or now + 30 * DAY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from OpenSSL.crypto import X509
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 from xend_vfb.errors import ConfigError
@@ -89,7 +90,7 @@ class TLSSettings:
             certificate=chain[0],
             extraCertChain=list(chain[1:]),
             verify=self.verify,
-            caCerts=list(authorities) if self.verify else None,
+            caCerts=[X509.from_cryptography(c) for c in authorities] if self.verify else None,
             requireCertificate=self.verify,
             raiseMinimumTo=TLSVersion.TLSv1_2,
             # TLS 1.3 servers send session tickets right after the handshake, which
@@ -109,15 +110,17 @@ def _read(path: str) -> bytes:
 
 
 def _certificates(path: str) -> list[x509.Certificate]:
+    data = _read(path)
     try:
-        return x509.load_pem_x509_certificates(_read(path))
+        return x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ConfigError(f"{path}: not a PEM certificate") from None
 
 
 def _privateKey(path: str):
+    data = _read(path)
     try:
-        return serialization.load_pem_private_key(_read(path), password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except TypeError:
         raise ConfigError(f"{path}: the key is encrypted (a daemon cannot type its "
                           "passphrase)") from None
