@@ -132,15 +132,24 @@ class Update:
     rects: list[tuple] = field(default_factory=list)
 
 
+class Refused(Exception):
+    """The server refused the connection: its SecurityResult failed, with this reason."""
+
+
 class ReferenceClient(Protocol):
-    """RFB 3.8, security None or VNC, then updates decoded into `fb`."""
+    """RFB 3.8, security None or VNC, or VeNCrypt 0.2 (X509None, X509Vnc) when given `tls`
+    (client TLS options), then updates decoded into `fb`.  `ready` fails with `Refused`
+    and the server's reason, or with the reason the connection was lost."""
 
     def __init__(self, pf: PF, encodings: list[int], shared: bool = True,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls=None) -> None:
         self.pf = pf
         self.encodings = encodings
         self.shared = shared
         self.password = password
+        self.tls = tls
+        #: The VeNCrypt subtypes the server offered, once it has.
+        self.subtypes: tuple[int, ...] = ()
         self.buffer = bytearray()
         self.state = "version"
         self.width = self.height = 0
@@ -191,12 +200,14 @@ class ReferenceClient(Protocol):
         pass
 
     def connectionLost(self, reason=None) -> None:
+        if not self.ready.called:
+            self.ready.errback(reason)
         if not self.lost.called:
             self.lost.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
-        while self.buffer:
+        while self.buffer and self.state != "refused":
             try:
                 used = self._step(dryRun=True)
             except _Short:
@@ -214,23 +225,48 @@ class ReferenceClient(Protocol):
         elif self.state == "security":
             types = r.take(r.u8())
             if not dryRun:
-                wanted = 2 if self.password is not None else 1
-                assert wanted in types, types
+                wanted = 19 if self.tls is not None else 2 if self.password is not None else 1
                 self.send(bytes((wanted,)))
-                self.state = "challenge" if wanted == 2 else "result"
+                # A type not offered, chosen anyway, is answered by a failed result.
+                self.state = ({19: "vencrypt", 2: "challenge", 1: "result"}[wanted]
+                              if wanted in types else "result")
+        elif self.state == "vencrypt":
+            version = r.take(2)
+            if not dryRun:
+                assert version == b"\x00\x02", version
+                self.send(b"\x00\x02")
+                self.state = "subtypes"
+        elif self.state == "subtypes":
+            status = r.u8()
+            assert status == 0, "VeNCrypt version refused"
+            count = r.u8()
+            subtypes = r.unpack(f"!{count}I")
+            if not dryRun:
+                self.subtypes = subtypes
+                self.send(struct.pack("!I", subtypes[0]))
+                self.state = "accepted"
+        elif self.state == "accepted":
+            accepted = r.u8()
+            if not dryRun:
+                assert accepted == 1, "VeNCrypt subtype refused"
+                self.transport.startTLS(self.tls)
+                self.state = "challenge" if self.subtypes[0] == 261 else "result"
         elif self.state == "challenge":
             challenge = r.take(16)
             if not dryRun:
                 from xend_vfb.rfb.vncauth import vncAuthResponse  # DES itself is tested on its own
 
-                self.send(vncAuthResponse(self.password, challenge))
+                self.send(vncAuthResponse(self.password or "", challenge))
                 self.state = "result"
         elif self.state == "result":
             (result,) = r.unpack("!I")
-            if result != 0:
-                r.take(r.unpack("!I")[0])
+            reason = r.take(r.unpack("!I")[0]) if result != 0 else b""
             if not dryRun:
-                assert result == 0, "security failed"
+                if result != 0:
+                    self.state = "refused"
+                    self.ready.errback(Refused(reason.decode()))
+                    self.transport.loseConnection()
+                    return r.pos
                 self.send(bytes((self.shared,)))
                 self.state = "init"
         elif self.state == "init":
@@ -394,8 +430,8 @@ class ReferenceClient(Protocol):
 
 
 async def referenceConnect(port: int, pf: PF, encodings: list[int], shared: bool = True,
-                           password: str | None = None) -> ReferenceClient:
-    client = ReferenceClient(pf, encodings, shared, password)
+                           password: str | None = None, tls=None) -> ReferenceClient:
+    client = ReferenceClient(pf, encodings, shared, password, tls)
     await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
     return await client.ready
 
