@@ -270,7 +270,7 @@ class DomainBackend:
 
     def reloadPassword(self, devid: int) -> Deferred[None]:
         """Display `devid` takes its recorded password now (`VfbOps.reloadPassword`)."""
-        device = self.devices.get(("vfb", devid))
+        device = self.devices.get((VFB.name, devid))
         if device is None:
             raise ValueError(f"domain {self.domid} has no display vfb/{devid}")
         return device.ops.reloadPassword(device)

@@ -15,7 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from xend_vfb import jsonline, sxp
 from xend_vfb.backend.control import controlSocketPath
-from xend_vfb.devices import classNamed
+from xend_vfb.devices import VFB, classNamed
 from xend_vfb.errors import DeviceError
 from xend_vfb.host import ShutdownReason
 from xend_vfb.model import DomainConfig
@@ -115,7 +115,7 @@ class ControlRequests:
         and with `autopass` its password as a VNC password file holds it."""
         domid = yield self.daemon.resolve(request["domain"])
         devid = int(request.get("devid", 0))
-        rows = {row["devid"]: row for row in (yield self.daemon.deviceList(domid, "vfb"))}
+        rows = {row["devid"]: row for row in (yield self.daemon.deviceList(domid, VFB.name))}
         row = rows.get(devid)
         if row is None or row["vnc_port"] is None:
             raise DeviceError(f"domain {domid} has no VNC display vfb {devid}")
@@ -123,7 +123,7 @@ class ControlRequests:
                  "ca": self.daemon.tls.path(CA_CERT) if self.daemon.tls else None}
         if request.get("autopass"):
             config = yield (yield self.daemon.domain(domid)).controller(
-                "vfb").getDeviceConfiguration(devid)
+                VFB.name).getDeviceConfiguration(devid)
             if config.vncpasswd:
                 reply["passwd_file"] = base64.b64encode(
                     obfuscatedPassword(config.vncpasswd)).decode("ascii")

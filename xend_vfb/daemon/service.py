@@ -25,7 +25,7 @@ from xend_vfb.daemon.journal import Journal
 from xend_vfb.daemon.recovery import Recovery
 from xend_vfb.daemon.requests import ControlRequests
 from xend_vfb.daemon.store import XenstoreService
-from xend_vfb.devices import DEVICE_CLASSES, classNamed
+from xend_vfb.devices import DEVICE_CLASSES, VFB, classNamed
 from xend_vfb.domain import Domain
 from xend_vfb.errors import ConfigError, DaemonError, DeviceError
 from xend_vfb.host import IHost
@@ -332,7 +332,7 @@ class XendVfbDaemon(MultiService):
         if expire is not None and expire < 0:
             raise ConfigError(f"vnc-passwd: --expire {expire:g} is negative")
         domain = yield self.domain(domid)
-        controller = domain.controller("vfb")
+        controller = domain.controller(VFB.name)
         config = yield controller.getDeviceConfiguration(devid)
         if not config.vnc:
             raise DeviceError(f"{controller.describe(devid)} of domain {domid} has no VNC "
