@@ -42,6 +42,8 @@ REPLIES = {
     "reboot": {"now": 2},
     "shutdown": {"now": None},
     "migrate": {"now": 3},
+    "vnc_viewer": {"domid": 1, "listen": "0.0.0.0", "port": 5901, "ca": "/etc/x/ca-cert.pem",
+                   "passwd_file": base64.b64encode(b"\xdb\xd8<\xfdrz\x14X").decode()},
 }
 
 
@@ -68,12 +70,13 @@ def daemon(tmp_path):
     thread.join()
 
 
-def runCli(runDir, *args, cwd=None):
-    """`xend-vfb ARGS` with its import trace: (exit status, stdout, stderr, modules)."""
+def runCli(runDir, *args, cwd=None, input=None):
+    """`xend-vfb ARGS` (`input` on its standard input) with its import trace: (exit status,
+    stdout, stderr, modules)."""
     env = dict(os.environ, XEND_VFB_RUN_DIR=str(runDir))
     env.pop("DISPLAY", None)
     result = subprocess.run([sys.executable, "-X", "importtime", XEND_VFB, *args], env=env,
-                            cwd=cwd, capture_output=True, text=True, timeout=60)
+                            cwd=cwd, input=input, capture_output=True, text=True, timeout=60)
     modules, stderr = set(), []
     for line in result.stderr.splitlines():
         if line.startswith("import time:"):
@@ -108,6 +111,7 @@ COMMANDS = [
     (["save", "demo", "demo.save"], "save", "Saved domain demo to demo.save\n"),
     (["restore", "demo.save"], "restore", "Restored domain demo (id=2)\n"),
     (["migrate", "demo", "localhost"], "migrate", "Migrated domain demo to localhost (id=3)\n"),
+    (["vnc-passwd", "demo", "--devid", "1", "--expire", "60"], "vnc_passwd", ""),
     (["stop"], "stop", ""),
     (["stop", "--all"], "stop", ""),
     (["-v", "list"], "list", "Name"),
@@ -118,12 +122,48 @@ COMMANDS = [
                          ids=[" ".join(args) for args, _, _ in COMMANDS])
 def test_a_client_command_imports_nothing_heavy(daemon, tmp_path, args, op, output):
     status, out, err, modules = runCli(daemon.server_address.rsplit("/", 1)[0], *args,
-                                       cwd=tmp_path)
+                                       cwd=tmp_path, input="s3cret\n")
     assert (status, err) == (0, "")
     assert output in out
     assert daemon.requests[-1]["op"] == op
     assert "xend_vfb.cli" in modules  # the trace is read right
     assert heavy(modules) == []
+
+
+def test_vnc_passwd_reads_standard_input_only(daemon, tmp_path):
+    runDir = daemon.server_address.rsplit("/", 1)[0]
+    env = dict(os.environ, XEND_VFB_RUN_DIR=runDir)
+    result = subprocess.run([XEND_VFB, "vnc-passwd", "demo", "--expire", "never"],
+                            input="s3cret\nignored\n", env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert daemon.requests[-1] == {"op": "vnc_passwd", "domain": "demo", "devid": 0,
+                                   "password": "s3cret", "expire": None}
+
+
+def test_vncviewer_runs_the_viewer_with_the_password_on_its_stdin(daemon, tmp_path):
+    """$VNCVIEWER on host::port (0.0.0.0 is reached at 127.0.0.1), with the CA when TLS is
+    on, and with --autopass the password file on its standard input."""
+    viewer = tmp_path / "viewer"
+    viewer.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\n"
+                      "cat > \"$0.stdin\"\nexit 3\n")
+    viewer.chmod(0o755)
+    runDir = daemon.server_address.rsplit("/", 1)[0]
+    env = dict(os.environ, XEND_VFB_RUN_DIR=runDir, VNCVIEWER=str(viewer))
+    result = subprocess.run([XEND_VFB, "vncviewer", "demo", "--autopass"], env=env,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 3  # the viewer's own
+    assert daemon.requests[-1] == {"op": "vnc_viewer", "domain": "demo", "devid": 0,
+                                   "autopass": True}
+    assert (tmp_path / "viewer.args").read_text().split() == [
+        "-X509CA", "/etc/x/ca-cert.pem", "-passwd", "/dev/stdin", "127.0.0.1::5901"]
+    assert (tmp_path / "viewer.stdin").read_bytes() == b"\xdb\xd8<\xfdrz\x14X"
+    env["VNCVIEWER"] = str(tmp_path / "missing")
+    result = subprocess.run([XEND_VFB, "vncviewer", "demo"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (
+        1, f"Error: cannot run {tmp_path}/missing: No such file or directory (set VNCVIEWER "
+        "to the VNC viewer to use)\n")
 
 
 def test_the_screenshot_is_written_as_received(daemon, tmp_path):
