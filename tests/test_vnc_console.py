@@ -180,3 +180,23 @@ def test_bad_certificates_at_create_start_no_display(run, tmp_path, certDir):
     assert error == (f"Error: Device 0 (vfb) could not be connected: {certDir}/ca-cert.pem: "
                      "cannot read it: No such file or directory")
     assert run.json("list") == []
+
+
+def test_a_new_password_and_its_expiry_outlive_a_reboot(run, tmp_path):
+    run.start()
+    old = createGuest(run, tmp_path)
+    assert vncPasswd(run, NEW, "--expire", "3600").returncode == 0
+    expires = run.xenstore()[f"/xend-vfb/{old}/device/vfb/0/vncpasswd-expires"]
+    run.cli("reboot", "console", "--wait")
+    new = waitUntil(lambda: [d["domid"] for d in run.json("list")
+                             if d["domid"] != old and allConnected(run, "console")],
+                    "the rebooted domain")[0]
+    tree = run.xenstore()
+    assert tree[f"/xend-vfb/{new}/device/vfb/0/vncpasswd"] == NEW
+    assert tree[f"/xend-vfb/{new}/device/vfb/0/vncpasswd-expires"] == expires
+    # The display (kept through the reboot) asks the new password.
+    port = run.json("vfb-list", "console")[0]["vnc_port"]
+    assert "Authentication failure: authentication failed" in tigervnc(run, tmp_path, port,
+                                                                       PASSWORD)
+    startViewer(run, tmp_path, "--autopass")
+    waitUntil(lambda: viewers(run, new) == 1, "TigerVNC to get in after the reboot")
