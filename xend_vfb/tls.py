@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from OpenSSL.crypto import X509
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
@@ -117,7 +118,7 @@ def _certificates(path: str) -> list[x509.Certificate]:
         raise ConfigError(f"{path}: not a PEM certificate") from None
 
 
-def _privateKey(path: str):
+def _privateKey(path: str) -> PrivateKeyTypes:
     data = _read(path)
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -128,7 +129,7 @@ def _privateKey(path: str):
         raise ConfigError(f"{path}: not a PEM private key of a known kind") from None
 
 
-def _publicKey(key) -> bytes:
+def _publicKey(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
