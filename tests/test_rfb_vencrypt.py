@@ -19,7 +19,7 @@ from tests.helpers_tigervnc import Xvfb, runViewer
 from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
 from tests.rfb_reference import FORMATS, RAW, Refused, close, referenceConnect
 from tests.test_rfb_server import FakeSink, connect, fill, hangUp, loggedProblems, roundTrip
-from xend_vfb.display import Screen
+from xend_vfb.display.screen import Screen
 from xend_vfb.rfb.server import VNCDisplay
 from xend_vfb.tls import TLSSettings
 
