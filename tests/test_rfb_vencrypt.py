@@ -167,6 +167,16 @@ async def test_tigervnc_without_a_client_certificate_when_verify_is_on(pki, xdis
     await display.stop()
 
 
+@pytest_twisted.ensureDeferred
+async def test_tigervnc_without_tls_ends_at_once(pki, xdisplay, home):
+    display, port = await tlsDisplay(pki, password="s3cret")
+    viewer = runViewer(xdisplay, home, port, "-SecurityTypes", "VncAuth", password="s3cret")
+    log = await viewer.ended
+    assert "Server offers security type VeNCrypt(19)" in log
+    assert display.viewers == 0
+    await display.stop()
+
+
 # -- client certificates (the reference client over Twisted's client TLS) ---------------
 
 
