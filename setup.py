@@ -6,7 +6,8 @@ setup(
     description="Paravirtual display and keyboard devices (vfb, vkbd) for Xen guests, "
     "as a xend-style device-controller plugin",
     packages=find_packages(include=["xend_vfb", "xend_vfb.*"]),
-    package_data={"xend_vfb": ["hotplug/vfb", "hotplug/vkbd"], "xend_vfb.xenstore": ["shim.c"]},
+    package_data={"xend_vfb": ["hotplug/vfb", "hotplug/vkbd"], "xend_vfb.xenstore": ["shim.c"],
+                  "xend_vfb.web": ["console.html", "console.js"]},
     python_requires=">=3.11",
     install_requires=[
         "Twisted>=24.3",
@@ -20,6 +21,8 @@ setup(
         "cryptography>=43",
         "pyOpenSSL>=24",
         "service_identity>=24",
+        # The browser console's WebSocket (noVNC itself comes from npm: tools/bootstrap.sh).
+        "autobahn>=23.1",
     ],
     extras_require={
         "test": [
@@ -29,6 +32,8 @@ setup(
             "hypothesis>=6",
             "vncdotool>=1.2",
             "ruff>=0.6",
+            # Drives Debian's chromium through chromium-driver (tools/bootstrap.sh).
+            "selenium>=4.10",
         ],
     },
     entry_points={

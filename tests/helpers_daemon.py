@@ -64,6 +64,8 @@ class DaemonRun:
         self.env = dict(os.environ, XEND_VFB_RUN_DIR=self.runDir)
         self.env.pop("XEND_VFB_CRASH_AT", None)
         self.env.pop("XENSTORED_PATH", None)
+        # Daemons of parallel tests cannot all have the console's default port.
+        self.env["XEND_VFB_WEB_LISTEN"] = "127.0.0.1:0"
         self.daemonPids: set[int] = set()
 
     # -- the CLI ------------------------------------------------------------

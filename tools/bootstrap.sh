@@ -4,13 +4,19 @@
 #     and the XKB layouts (the VNC server's keymaps; pip builds the bindings against it)
 #   - the C xenstored binary, unpacked from xen-utils-4.17 into .build/ (not installed)
 #   - the LD_PRELOAD shim that lets xenstored run without a hypervisor
+#   - Chromium and its WebDriver (the browser console's tests), npm when there is none
+#   - noVNC ($NOVNC_VERSION, from the npm registry) into .build/novnc/, served as it ships
 #   - the virtualenv .venv/ with the project installed in development mode
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.build
 VENV=$ROOT/.venv
-DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data tigervnc-viewer xvfb"
+DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data
+      chromium chromium-driver tigervnc-viewer xvfb"
+# Debian's npm, unless one is there already (e.g. with NodeSource's nodejs, which has it).
+command -v npm >/dev/null || DEBS="$DEBS npm"
+NOVNC_VERSION=1.7.0
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -50,6 +56,16 @@ build_shim() {
     gcc -shared -fPIC -O2 -Wall -Werror -o "$out" "$src" -ldl
 }
 
+fetch_novnc() {
+    local dir=$BUILD/novnc
+    grep -qs "\"version\": \"$NOVNC_VERSION\"" "$dir/node_modules/@novnc/novnc/package.json" \
+        && return 0
+    say "installing noVNC $NOVNC_VERSION into .build/novnc"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --ignore-scripts --silent \
+        "@novnc/novnc@$NOVNC_VERSION" >&2
+}
+
 make_venv() {
     local stamp=$VENV/.installed
     if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/setup.py" ]; then
@@ -66,6 +82,7 @@ make_venv() {
 install_debs
 fetch_xenstored
 build_shim
+fetch_novnc
 make_venv
 export PATH=$VENV/bin:$PATH
 export XEND_VFB_XENSTORED=$BUILD/xen/usr/lib/xen-4.17/bin/xenstored

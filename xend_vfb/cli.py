@@ -253,6 +253,12 @@ def _vncViewer(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                            "viewer to use)") from None
 
 
+def _consoleURL(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    reply = _call({"op": "console_url", "domain": args.domain, "devid": args.devid})
+    out.write(reply["url"] + "\n")
+    return 0
+
+
 def _stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         _call({"op": "stop", "all": args.all})
@@ -411,6 +417,9 @@ def _addDomainCommands(commands: _Commands) -> None:
     commands.add("list", "list domains", _list, JSON)
     commands.add("screenshot", "write a display's screen to a PNG file", _screenshot,
                  DOMAIN, _arg("file", metavar="FILE.png"),
+                 _arg("--devid", type=int, default=0, help="vfb device id (default 0)"))
+    commands.add("console-url", "print a browser console URL for a display (one use, "
+                 "valid a few minutes)", _consoleURL, DOMAIN,
                  _arg("--devid", type=int, default=0, help="vfb device id (default 0)"))
     commands.add("stop", "stop the daemon (guests keep running)", _stop,
                  _arg("--all", action="store_true",

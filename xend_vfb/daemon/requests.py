@@ -128,6 +128,10 @@ class ControlRequests:
                 reply["passwd_file"] = base64.b64encode(
                     obfuscatedPassword(config.vncpasswd)).decode("ascii")
         return reply
+    @inlineCallbacks
+    def op_console_url(self, request: dict):
+        domid = yield self.daemon.resolve(request["domain"])
+        return {"url": (yield self.daemon.web.consoleURL(domid, int(request.get("devid", 0))))}
 
     # -- a guest's life ----------------------------------------------------------------
 

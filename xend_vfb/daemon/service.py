@@ -1,6 +1,8 @@
 """The daemon's root service: the tree of services, and the operations on domains.
 
-The children, in the order they start: the xenstore connection (`store`), the
+The children, in the order they start: the browser console (`xend_vfb.web`: first,
+so that a wrong setting stops the daemon before anything started), the xenstore
+connection (`store`), the
 process supervisor, the host, the backends and their zygote (`backends`), the
 recovery of what an earlier daemon left (`recovery`), the guests' lives across
 domains (`guests`), and last the control socket (`control`).  The operations
@@ -34,6 +36,7 @@ from xend_vfb.host.xen import XenHost
 from xend_vfb.model import PASSWORD_EXPIRES, DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor
 from xend_vfb.tls import TLSSettings
+from xend_vfb.web import WebConsole, displayAddress
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore.paths import (
     PRIVATE_ROOT,
@@ -85,7 +88,8 @@ class XendVfbDaemon(MultiService):
         self.guests = Guests(self)
         self.requests = ControlRequests(self)
         self.journal = Journal(self.store)
-        for service in (self.store, self.supervisor, HostService(self), self.backends,
+        self.web = WebConsole(reactor, lambda grant: displayAddress(self.xs, grant))
+        for service in (self.web, self.store, self.supervisor, HostService(self), self.backends,
                         Recovery(self), self.guests,
                         ControlSocket(reactor, runDir, self.requests)):
             service.setServiceParent(self)
