@@ -44,6 +44,7 @@ REPLIES = {
     "migrate": {"now": 3},
     "vnc_viewer": {"domid": 1, "listen": "0.0.0.0", "port": 5901, "ca": "/etc/x/ca-cert.pem",
                    "passwd_file": base64.b64encode(b"\xdb\xd8<\xfdrz\x14X").decode()},
+    "console_url": {"url": "http://127.0.0.1:6080/console#t0k3n"},
 }
 
 
@@ -112,6 +113,8 @@ COMMANDS = [
     (["restore", "demo.save"], "restore", "Restored domain demo (id=2)\n"),
     (["migrate", "demo", "localhost"], "migrate", "Migrated domain demo to localhost (id=3)\n"),
     (["vnc-passwd", "demo", "--devid", "1", "--expire", "60"], "vnc_passwd", ""),
+    (["console-url", "demo", "--devid", "1"], "console_url",
+     "http://127.0.0.1:6080/console#t0k3n\n"),
     (["stop"], "stop", ""),
     (["stop", "--all"], "stop", ""),
     (["-v", "list"], "list", "Name"),

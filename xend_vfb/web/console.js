@@ -17,6 +17,8 @@ function show(state, text) {
 const token = window.location.hash.slice(1);
 // The token is used once: keep it out of the address bar and the history.
 window.history.replaceState(null, '', window.location.pathname);
+// A new link opened over this page changes only the fragment: start again with it.
+window.addEventListener('hashchange', () => window.location.reload());
 
 if (!/^[A-Za-z0-9_-]{16,}$/.test(token)) {
     show('error', 'This page needs a console link with its token. ' + ASK);

@@ -47,11 +47,12 @@ def parseListen(value: str) -> tuple[str, int] | None:
     if not value:
         return None
     host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
     try:
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError("expected HOST:PORT")
+        if not sep or not port.isdigit() or int(port) > 65535 or (":" in host) != bracketed:
+            raise ValueError("expected IPv4:PORT or [IPv6]:PORT")
         ipaddress.ip_address(host)
     except ValueError:
         raise ConfigError(
