@@ -4,7 +4,7 @@
 
 Starts the daemon in emulated mode (embedded xenstored, simulated guests),
 creates the guest of `examples/demo.cfg`, prints the VNC address to connect to
-and writes a screenshot.  It then keeps the guest running until Ctrl-C (or
+and a browser console link, and writes a screenshot.  It then keeps the guest running until Ctrl-C (or
 returns at once with `--once`), destroys the domain and stops what it started.
 The daemon and its children run in their own sessions, so Ctrl-C reaches only
 this process: stopping them is done here, explicitly.
@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         xendVfb("screenshot", "demo", arguments.screenshot)
         print(f"\nThe demo guest's display: vncviewer {display['vnc_listen']}::"
               f"{display['vnc_port']}")
+        try:
+            print("In a browser (the link works once, within a few minutes): "
+                  + xendVfb("console-url", "demo").strip())
+        except SystemExit:
+            pass  # a daemon already running without its web console: its error said so
         print(f"Screenshot written to {os.path.abspath(arguments.screenshot)}")
         print(f"Keys typed in the viewer arrive in "
               f"{os.environ['XEND_VFB_RUN_DIR']}/guests/{domid}/input.jsonl")
