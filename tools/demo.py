@@ -4,10 +4,10 @@
 
 Starts the daemon in emulated mode (embedded xenstored, simulated guests),
 creates the guest of `examples/demo.cfg`, prints the VNC address to connect to
-and a browser console link, and writes a screenshot.  It then keeps the guest running until Ctrl-C (or
-returns at once with `--once`), destroys the domain and stops what it started.
-The daemon and its children run in their own sessions, so Ctrl-C reaches only
-this process: stopping them is done here, explicitly.
+and a browser console link, and writes a screenshot.  It then keeps the guest
+running until Ctrl-C (or returns at once with `--once`), destroys the domain and
+stops what it started.  The daemon and its children run in their own sessions,
+so Ctrl-C reaches only this process: stopping them is done here, explicitly.
 """
 
 import argparse

@@ -12,14 +12,12 @@ import socket
 from dataclasses import dataclass
 
 from xend_vfb.errors import ConfigError
+from xend_vfb.settings import buildDir
 
 __all__ = ["DEFAULT_LISTEN", "WebSettings", "findNoVNC", "parseListen", "publicHost"]
 
 DEFAULT_LISTEN = "127.0.0.1:6080"
 _NOVNC_VERSION = "1.7.0"
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: Where tools/bootstrap.sh installs `@novnc/novnc` with npm.
-_BUILD_NOVNC = os.path.join(_CHECKOUT, ".build/novnc/node_modules/@novnc/novnc")
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,8 @@ def parseListen(value: str) -> tuple[str, int] | None:
 
 def findNoVNC(environ: dict[str, str]) -> str:
     """noVNC's package directory: `XEND_VFB_NOVNC_DIR`, or the set-up's in .build/."""
-    directory = environ.get("XEND_VFB_NOVNC_DIR") or _BUILD_NOVNC
+    directory = (environ.get("XEND_VFB_NOVNC_DIR")
+                 or os.path.join(buildDir(), "novnc/node_modules/@novnc/novnc"))
     if not os.path.isfile(os.path.join(directory, "core", "rfb.js")):
         raise ConfigError(
             f"XEND_VFB_NOVNC_DIR: noVNC was not found in {directory} (no core/rfb.js): "
