@@ -3,6 +3,8 @@ a display is found, and the service in this process with a stand-in display (an 
 server), so that time can be moved past a token's life."""
 
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 import pytest_twisted
@@ -129,3 +131,25 @@ def test_an_expired_link_is_refused(console):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         yield threads.deferToThread(_exchange, url, b"RFB")
     assert refused.value.status_code == 403
+
+
+def _get(url):
+    """(status, headers) of a GET, as urllib sees it."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
+
+
+@pytest_twisted.inlineCallbacks
+def test_what_the_console_serves(console):
+    service, _ = console
+    status, headers = yield threads.deferToThread(_get, service.origin + "/console")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Cache-Control"] == "no-store"
+    status, headers = yield threads.deferToThread(_get, service.origin + "/novnc/core/rfb.js")
+    assert status == 200 and headers["Content-Type"] == "text/javascript"
+    for path in ("/novnc/core/", "/novnc/../setup.py", "/nothing", "/console.js/x"):
+        assert (yield threads.deferToThread(_get, service.origin + path))[0] == 404, path
