@@ -93,13 +93,15 @@ class _Echo(Protocol):
         self.transport.write(data)
 
 
-@pytest.fixture
-def console():
-    """The console on a free port, its tokens on a `Clock`, every display an echo server."""
+@pytest.fixture(params=["127.0.0.1", "::1"])
+def console(request):
+    """The console on a free port of IPv4's or IPv6's loopback, its tokens on a `Clock`,
+    every display an echo server."""
     echo = reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
     clock = Clock()
+    listen = request.param if request.param[0].isdigit() else f"[{request.param}]"
     service = WebConsole(reactor, lambda grant: ("127.0.0.1", echo.getHost().port),
-                         {"XEND_VFB_WEB_LISTEN": "127.0.0.1:0"}, clock)
+                         {"XEND_VFB_WEB_LISTEN": f"{listen}:0"}, clock)
     service.startService()
     yield service, clock
     pytest_twisted.blockon(service.stopService())

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -93,6 +94,9 @@ class ConsoleSocket(WebSocketServerProtocol):
         return "binary"
 
     def onOpen(self) -> None:
+        if self.vnc.lost:  # the display hung up during the handshake
+            self.displayClosed()
+            return
         # The HTTP channel that read the upgrade request is still the transport's
         # producer; from now on the transport's producer is the display's connection.
         self.transport.unregisterProducer()
@@ -163,7 +167,10 @@ class ConsoleSocketFactory(WebSocketServerFactory):
         console's own.  A browser always sends its page's origin; other clients may
         leave it out (they cannot be tricked by another site's page) but still need a
         token."""
-        self.setProtocolOptions(allowedOrigins=[origin])
+        parts = urlsplit(origin)
+        # As autobahn writes the Origin it checks: no brackets around IPv6, a port always.
+        self.setProtocolOptions(
+            allowedOrigins=[f"{parts.scheme}://{parts.hostname}:{parts.port}"])
 
 
 
@@ -173,6 +180,7 @@ class _VncLeg(Protocol):
 
     def __init__(self, browser: ConsoleSocket) -> None:
         self.browser = browser
+        self.lost = False
 
     def connectionMade(self) -> None:
         # Nothing for the browser until its handshake is done (ConsoleSocket.onOpen).
@@ -182,6 +190,7 @@ class _VncLeg(Protocol):
         self.browser.sendMessage(data, isBinary=True)
 
     def connectionLost(self, reason: Any) -> None:
+        self.lost = True
         self.browser.displayClosed()
 
 
