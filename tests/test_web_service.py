@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from tests.helpers_web import TOKEN_PROTOCOL
-from xend_vfb.errors import ConfigError, DeviceError
+from xend_vfb.errors import ConfigError, DaemonError, DeviceError
 from xend_vfb.web import Grant, WebConsole, displayAddress
 from xend_vfb.web.proxy import _Valve
 from xend_vfb.web.settings import parseListen, publicHost
@@ -155,3 +155,17 @@ def test_what_the_console_serves(console):
     assert status == 200 and headers["Content-Type"] == "text/javascript"
     for path in ("/novnc/core/", "/novnc/../setup.py", "/nothing", "/console.js/x"):
         assert (yield threads.deferToThread(_get, service.origin + path))[0] == 404, path
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_console_with_tls_yet():
+    service = WebConsole(reactor, None, {"XEND_VFB_WEB_LISTEN": "127.0.0.1:0",
+                                         "XEND_VFB_VNC_TLS": "1"})
+    service.startService()
+    assert service.origin is None  # not listening: no plain HTTP where TLS was asked for
+    with pytest.raises(DaemonError) as error:
+        yield service.consoleURL(1, 0)
+    assert str(error.value) == ("the web console is off: with XEND_VFB_VNC_TLS=1 the "
+                                "displays speak only VeNCrypt, which the browser console "
+                                "cannot yet")
+    yield service.stopService()

@@ -53,6 +53,8 @@ class WebConsole(Service):
         self.settings: WebSettings | None = None
         #: The origin of the console's pages, e.g. ``http://127.0.0.1:6080``, once listening.
         self.origin: str | None = None
+        #: Why the console is off, once started (None: it listens).
+        self.off: str | None = None
         self._sockets = ConsoleSocketFactory(self.tokens, locate, reactor)
         self._port: Any = None
 
@@ -61,7 +63,14 @@ class WebConsole(Service):
         self.settings = WebSettings.fromEnvironment(dict(self.environ))
         super().startService()
         if self.settings is None:
-            log.info("web console off (XEND_VFB_WEB_LISTEN is empty)")
+            self.off = "the web console is off (the daemon's XEND_VFB_WEB_LISTEN is empty)"
+        elif self.environ.get("XEND_VFB_VNC_TLS") == "1":
+            # Not plain HTTP when TLS was asked for; and noVNC cannot speak VeNCrypt, the
+            # only security such displays offer, so HTTPS alone would not do either.
+            self.off = ("the web console is off: with XEND_VFB_VNC_TLS=1 the displays speak "
+                        "only VeNCrypt, which the browser console cannot yet")
+        if self.off is not None:
+            log.info("{off}", off=self.off)
             return
         self._port = self.reactor.listenTCP(self.settings.port, _Site(self._root()),
                                             interface=self.settings.host)
@@ -82,9 +91,8 @@ class WebConsole(Service):
     def consoleURL(self, domid: int, devid: int):
         """A console URL for display `devid` of domain `domid`, with a new token; fails
         with the reason when there is no console or no such VNC display."""
-        if self.origin is None:
-            raise DaemonError("the web console is off (the daemon's XEND_VFB_WEB_LISTEN is "
-                              "empty)")
+        if self.off is not None:
+            raise DaemonError(self.off)
         grant = Grant(domid, devid)
         yield self.locate(grant)
         return f"{self.origin}/console#{self.tokens.issue(grant)}"
