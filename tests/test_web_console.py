@@ -156,6 +156,13 @@ def test_bad_input_ends_that_viewer_only(demo):
     steady.close()
 
 
+def rss(pid):
+    """A process's resident memory, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
+    return int(kib) << 10
+
+
 def test_a_viewer_that_stops_reading_is_dropped(demo):
     steady = steadyViewer(demo)
     stalled = WsViewer(Link.of(demo, "demo").open(rcvbuf=4096))
@@ -169,7 +176,10 @@ def test_a_viewer_that_stops_reading_is_dropped(demo):
             return True
         return viewers(demo, 1) == 1
 
+    before = rss(demo.daemonPid())
     waitUntil(dropped, "the stalled viewer to be dropped", timeout=STALL_SECONDS + 60)
     assert "it left 10 s of output unread" in demo.log()
+    # Hundreds of frames were asked for; the console held back instead of buffering them.
+    assert rss(demo.daemonPid()) - before < 32 << 20
     assert steady.frame() == FRAME
     steady.close()
