@@ -128,6 +128,7 @@ class ControlRequests:
                 reply["passwd_file"] = base64.b64encode(
                     obfuscatedPassword(config.vncpasswd)).decode("ascii")
         return reply
+
     @inlineCallbacks
     def op_console_url(self, request: dict):
         domid = yield self.daemon.resolve(request["domain"])
