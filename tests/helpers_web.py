@@ -40,13 +40,15 @@ class Link:
         return "ws" + self.origin[len("http"):] + "/websockify"
 
     def open(self, origin: str | None = None, token: str | None = None,
-             rcvbuf: int | None = None) -> websocket.WebSocket:
+             rcvbuf: int | None = None, ca: str | None = None) -> websocket.WebSocket:
         """The console's WebSocket, opened as the console page would (or with another
-        Origin or token); raises websocket-client's errors when refused."""
+        Origin or token; over TLS, checking the server with the CA file `ca`); raises
+        websocket-client's errors when refused."""
         options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)] if rcvbuf else []
         return websocket.create_connection(
             self.socketURL, timeout=WAIT, origin=origin or self.origin, sockopt=options,
-            subprotocols=["binary", TOKEN_PROTOCOL + (token or self.token)])
+            subprotocols=["binary", TOKEN_PROTOCOL + (token or self.token)],
+            sslopt={"ca_certs": ca})
 
 
 def refusal(link: Link, **how: str) -> int:

@@ -6,6 +6,7 @@ typed and clicks made in the page are read back from the guest's `input.jsonl`.
 """
 
 import base64
+import hashlib
 import io
 import math
 import os
@@ -13,6 +14,7 @@ import shutil
 import tempfile
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -21,6 +23,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 
 from tests.helpers_daemon import EXAMPLES, DaemonRun, allConnected, waitUntil
+from tests.helpers_tls import issue, makeCA, writeCertDir
 from tests.helpers_web import Link, WsViewer
 from tests.test_rfb_server import BTN_LEFT, KEY_H, KEY_I
 
@@ -31,15 +34,26 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium with a fresh profile, as root needs it."""
+def certificates():
+    """A CA and a server certificate for localhost and 127.0.0.1, made here."""
+    ca = makeCA()
+    return ca, issue(ca, "localhost")
+
+
+@pytest.fixture(scope="module")
+def browser(certificates):
+    """Headless Chromium with a fresh profile, as root needs it, trusting the server
+    certificate of `certificates` (its key pinned: there is no CA store to add to)."""
     profile = tempfile.mkdtemp(prefix="xend-vfb-chromium-")
+    server = certificates[1].cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pin = base64.b64encode(hashlib.sha256(server).digest()).decode()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--window-size=1024,800",
-                 f"--user-data-dir={profile}"):
+                 f"--user-data-dir={profile}", f"--ignore-certificate-errors-spki-list={pin}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -158,3 +172,17 @@ def test_the_display_password_is_still_asked(demo, browser):
     browser.find_element(By.ID, "secret").send_keys("s3cret\n")
     assert pageState(browser, "connected", "error")[0] == "connected"
     assert "s3cret" not in demo.log()
+
+
+def test_with_tls_the_page_is_https(run, browser, certificates, tmp_path):
+    certDir = writeCertDir(str(tmp_path / "vnc"), *certificates)
+    run.env.update(XEND_VFB_VNC_TLS="1", XEND_VFB_VNC_X509_CERT_DIR=certDir)
+    run.start()
+    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
+    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    link = Link.of(run, "demo")
+    assert link.url.startswith("https://127.0.0.1:")
+    browser.get(link.url)
+    assert pageState(browser, "connected", "error") == ("connected", "Connected")
+    waitUntil(lambda: canvas(browser).tobytes() == screenshot(run, tmp_path).tobytes(),
+              "the canvas to show the guest's screen")

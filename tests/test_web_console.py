@@ -7,13 +7,16 @@ same display that must carry on.
 
 import os
 import socket
+import ssl
 import struct
 
 import pytest
 import websocket
 
-from tests.helpers_daemon import EXAMPLES, DaemonRun, allConnected, waitUntil
+from tests.helpers_daemon import EXAMPLES, WAIT, DaemonRun, allConnected, waitUntil
+from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
 from tests.helpers_web import Link, WsViewer, refusal, viewers
+from xend_vfb.tls import CA_CERT
 from xend_vfb.web.proxy import CLOSE_NOT_BINARY, MAX_MESSAGE, STALL_SECONDS
 
 pytestmark = pytest.mark.timeout(180)
@@ -183,3 +186,27 @@ def test_a_viewer_that_stops_reading_is_dropped(demo):
     assert rss(demo.daemonPid()) - before < 32 << 20
     assert steady.frame() == FRAME
     steady.close()
+
+
+def test_with_tls_the_console_is_https_and_wss(run, tmp_path):
+    ca = makeCA()
+    certDir = writeCertDir(str(tmp_path / "vnc"), ca, issue(ca, "localhost"))
+    run.env.update(XEND_VFB_VNC_TLS="1", XEND_VFB_VNC_X509_CERT_DIR=certDir)
+    run.start()
+    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
+    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    link = Link.of(run, "demo")
+    assert link.origin.startswith("https://127.0.0.1:")
+    # The browser's side is TLS; the display lets the console in without VeNCrypt then,
+    # while its own port still offers nothing but VeNCrypt.
+    viewer = WsViewer(link.open(ca=os.path.join(certDir, CA_CERT)))
+    assert viewer.frame() == FRAME
+    viewer.close()
+    port = run.json("vfb-list", "demo")[0]["vnc_port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as plain:
+        assert plain.recv(12) == b"RFB 003.008\n"
+        plain.sendall(b"RFB 003.008\n")
+        assert plain.recv(2) == bytes((1, 19))  # VeNCrypt only
+    stranger = writePEM(str(tmp_path / "other-ca.pem"), makeCA("another CA").certPEM())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        Link.of(run, "demo").open(ca=stranger)

@@ -2,7 +2,9 @@
 a display is found, and the service in this process with a stand-in display (an echo
 server), so that time can be moved past a token's life."""
 
+import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 
@@ -15,9 +17,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
+from tests.helpers_tls import issue, makeCA, writeCertDir
 from tests.helpers_web import TOKEN_PROTOCOL
-from xend_vfb.errors import ConfigError, DaemonError, DeviceError
-from xend_vfb.web import Grant, WebConsole, displayAddress
+from xend_vfb.backend.control import displaySocketPath
+from xend_vfb.errors import ConfigError, DeviceError
+from xend_vfb.tls import CA_CERT
+from xend_vfb.web import Grant, WebConsole, displaySocket
 from xend_vfb.web.proxy import _Valve
 from xend_vfb.web.settings import parseListen, publicHost
 from xend_vfb.web.tokens import TOKEN_SECONDS, Tokens
@@ -73,19 +78,22 @@ def test_the_valve_is_a_push_producer():
 
 
 @pytest_twisted.inlineCallbacks
-def test_where_a_display_is(xs):
+def test_where_a_display_is(xs, tmp_path):
+    runDir = str(tmp_path)
     area = backendPath(3, "vfb", 1)
     yield xs.write(f"{area}/state", "4")
     with pytest.raises(DeviceError, match="^vfb 1 of domain 3 has no VNC display$"):
-        yield displayAddress(xs, Grant(3, 1))
+        yield displaySocket(xs, runDir, Grant(3, 1))
     with pytest.raises(DeviceError, match="^domain 3 has no vfb 0$"):
-        yield displayAddress(xs, Grant(3, 0))
+        yield displaySocket(xs, runDir, Grant(3, 0))
     yield xs.write(f"{area}/vnc-port", "5901")
-    for listen, host in ((None, "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1"),
-                         ("192.0.2.7", "192.0.2.7")):
-        if listen is not None:
-            yield xs.write(f"{area}/vnc-listen", listen)
-        assert (yield displayAddress(xs, Grant(3, 1))) == (host, 5901)
+    path = displaySocketPath(runDir, 5901)
+    with pytest.raises(DeviceError, match="^vfb 1 of domain 3 has no socket for the browser "
+                       "console"):
+        yield displaySocket(xs, runDir, Grant(3, 1))
+    os.makedirs(os.path.dirname(path))
+    open(path, "w").close()
+    assert (yield displaySocket(xs, runDir, Grant(3, 1))) == path
 
 
 class _Echo(Protocol):
@@ -93,27 +101,39 @@ class _Echo(Protocol):
         self.transport.write(data)
 
 
-@pytest.fixture(params=["127.0.0.1", "::1"])
-def console(request):
-    """The console on a free port of IPv4's or IPv6's loopback, its tokens on a `Clock`,
-    every display an echo server."""
-    echo = reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
+@pytest.fixture(params=["127.0.0.1", "[::1]", "127.0.0.1 with TLS"])
+def console(request, tmp_path):
+    """The console on a free port of IPv4's or IPv6's loopback, or with TLS on the
+    displays' certificates (made here); its tokens on a `Clock`; every display an echo
+    server."""
+    echo = reactor.listenUNIX(str(tmp_path / "echo.sock"), Factory.forProtocol(_Echo))
     clock = Clock()
-    listen = request.param if request.param[0].isdigit() else f"[{request.param}]"
-    service = WebConsole(reactor, lambda grant: ("127.0.0.1", echo.getHost().port),
-                         {"XEND_VFB_WEB_LISTEN": f"{listen}:0"}, clock)
+    listen, _, tls = request.param.partition(" with ")
+    environ = {"XEND_VFB_WEB_LISTEN": f"{listen}:0"}
+    if tls:
+        ca = makeCA()
+        environ.update(XEND_VFB_VNC_TLS="1", XEND_VFB_VNC_X509_CERT_DIR=writeCertDir(
+            str(tmp_path / "vnc"), ca, issue(ca, "localhost")))
+    service = WebConsole(reactor, lambda grant: str(tmp_path / "echo.sock"), environ, clock)
     service.startService()
     yield service, clock
     pytest_twisted.blockon(service.stopService())
     pytest_twisted.blockon(echo.stopListening())
 
 
-def _exchange(url, message):
+def _caFile(service):
+    """The CA that signed the console's certificate, if it has TLS."""
+    certDir = service.environ.get("XEND_VFB_VNC_X509_CERT_DIR")
+    return os.path.join(certDir, CA_CERT) if certDir else None
+
+
+def _exchange(service, url, message):
     """Open the console's WebSocket as its page does, send `message`, return the reply."""
     origin, _, token = url.replace("/console#", "#").partition("#")
-    ws = websocket.create_connection(origin.replace("http:", "ws:") + "/websockify",
+    ws = websocket.create_connection(origin.replace("http", "ws", 1) + "/websockify",
                                      origin=origin, timeout=10,
-                                     subprotocols=["binary", TOKEN_PROTOCOL + token])
+                                     subprotocols=["binary", TOKEN_PROTOCOL + token],
+                                     sslopt={"ca_certs": _caFile(service)})
     try:
         ws.send_binary(message)
         return ws.recv()
@@ -126,19 +146,22 @@ def test_an_expired_link_is_refused(console):
     service, clock = console
     url = yield service.consoleURL(1, 0)
     assert url.startswith(service.origin + "/console#")
-    assert (yield threads.deferToThread(_exchange, url, b"RFB")) == b"RFB"
+    assert service.origin.startswith("https://" if _caFile(service) else "http://")
+    assert (yield threads.deferToThread(_exchange, service, url, b"RFB")) == b"RFB"
 
     url = yield service.consoleURL(1, 0)
     clock.advance(TOKEN_SECONDS)
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        yield threads.deferToThread(_exchange, url, b"RFB")
+        yield threads.deferToThread(_exchange, service, url, b"RFB")
     assert refused.value.status_code == 403
 
 
-def _get(url):
+def _get(service, path):
     """(status, headers) of a GET, as urllib sees it."""
+    context = ssl.create_default_context(cafile=_caFile(service)) if _caFile(service) else None
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(service.origin + path, timeout=10,
+                                    context=context) as response:
             return response.status, response.headers
     except urllib.error.HTTPError as e:
         return e.code, e.headers
@@ -147,25 +170,12 @@ def _get(url):
 @pytest_twisted.inlineCallbacks
 def test_what_the_console_serves(console):
     service, _ = console
-    status, headers = yield threads.deferToThread(_get, service.origin + "/console")
+    status, headers = yield threads.deferToThread(_get, service, "/console")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["Cache-Control"] == "no-store"
-    status, headers = yield threads.deferToThread(_get, service.origin + "/novnc/core/rfb.js")
+    status, headers = yield threads.deferToThread(_get, service, "/novnc/core/rfb.js")
     assert status == 200 and headers["Content-Type"] == "text/javascript"
     for path in ("/novnc/core/", "/novnc/../setup.py", "/nothing", "/console.js/x"):
-        assert (yield threads.deferToThread(_get, service.origin + path))[0] == 404, path
+        assert (yield threads.deferToThread(_get, service, path))[0] == 404, path
 
-
-@pytest_twisted.inlineCallbacks
-def test_no_console_with_tls_yet():
-    service = WebConsole(reactor, None, {"XEND_VFB_WEB_LISTEN": "127.0.0.1:0",
-                                         "XEND_VFB_VNC_TLS": "1"})
-    service.startService()
-    assert service.origin is None  # not listening: no plain HTTP where TLS was asked for
-    with pytest.raises(DaemonError) as error:
-        yield service.consoleURL(1, 0)
-    assert str(error.value) == ("the web console is off: with XEND_VFB_VNC_TLS=1 the "
-                                "displays speak only VeNCrypt, which the browser console "
-                                "cannot yet")
-    yield service.stopService()

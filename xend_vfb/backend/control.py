@@ -19,12 +19,19 @@ from twisted.internet.defer import Deferred
 from xend_vfb import jsonline
 from xend_vfb.display.screen import screenshot
 
-__all__ = ["controlSocketPath", "listenControl", "BackendControl"]
+__all__ = ["controlSocketPath", "displaySocketPath", "listenControl", "BackendControl"]
 
 
 def controlSocketPath(runDir: str, domid: int) -> str:
     """Where the backend of domain `domid` listens."""
     return os.path.join(runDir, "backends", f"{domid}.sock")
+
+
+def displaySocketPath(runDir: str, port: int) -> str:
+    """Where the VNC display on `port` also listens, for the daemon's browser console
+    (`xend_vfb.web`): named by its port, which stays when its backend follows the guest
+    to another domain."""
+    return os.path.join(runDir, "backends", f"vnc-{port}.sock")
 
 
 class BackendControl:

@@ -20,6 +20,7 @@ class IBackendContext(Interface):
     reactor = Attribute("The reactor: timers and listening ports.")
     foreignMemory = Attribute("`IForeignMemory`: maps the guest's pages.")
     eventChannels = Attribute("`IEventChannels`: binds the guest's event channels.")
+    runDir = Attribute("The daemon's run directory (its `backends/` holds our sockets).")
 
     def deviceConfig(device):
         """Deferred firing with `device`'s config, read from its backend area and

@@ -52,7 +52,7 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
 def serve(reactor, arguments: argparse.Namespace):
     memory, channels = guestmemFor(arguments.mode or defaultMode(), arguments.run_dir, reactor)
     xs = yield connect()
-    backend = DomainBackend(xs, arguments.domid, memory, channels, reactor)
+    backend = DomainBackend(xs, arguments.domid, memory, channels, reactor, arguments.run_dir)
     ports = [(yield listenControl(reactor, controlSocketPath(arguments.run_dir,
                                                              arguments.domid), backend))]
     stopped: Deferred[str] = Deferred()

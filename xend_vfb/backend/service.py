@@ -21,6 +21,7 @@ from xend_vfb.backend.vfb import HeldDisplay
 from xend_vfb.backend.vkbd import KeyboardProxy
 from xend_vfb.devices import DEVICE_CLASSES, VFB, classNamed
 from xend_vfb.errors import DeviceError, XenstoreConnectionError
+from xend_vfb.settings import DEFAULT_RUN_DIR
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.areas import readArea
 from xend_vfb.xenstore.interfaces import IXenstore
@@ -42,8 +43,9 @@ class DomainBackend:
     """The backend of domain `domid`: what ops reach through `device.context`."""
 
     def __init__(self, xs: IXenstore, domid: int, foreignMemory: Any, eventChannels: Any,
-                 reactor: Any) -> None:
+                 reactor: Any, runDir: str = DEFAULT_RUN_DIR) -> None:
         self.xs = xs
+        self.runDir = runDir
         self.domid = domid
         self.foreignMemory = foreignMemory
         self.eventChannels = eventChannels

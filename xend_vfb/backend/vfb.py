@@ -18,6 +18,7 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from xend_vfb.backend.control import displaySocketPath
 from xend_vfb.backend.device import BackendDevice, DeviceOps
 from xend_vfb.display.screen import Screen
 from xend_vfb.display.sdl import SDLDisplay
@@ -139,7 +140,9 @@ class VfbOps(DeviceOps):
                               keymap=config.keymap, reactor=device.context.reactor,
                               name=f"{device.context.name} ({device.name})",
                               lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1",
-                              share=config.vncshare or "allow-exclusive", tls=tls)
+                              share=config.vncshare or "allow-exclusive", tls=tls,
+                              localSocket=lambda port: displaySocketPath(
+                                  device.context.runDir, port))
 
         self.display = None
         if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:

@@ -36,7 +36,7 @@ from xend_vfb.host.xen import XenHost
 from xend_vfb.model import PASSWORD_EXPIRES, DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor
 from xend_vfb.tls import TLSSettings
-from xend_vfb.web import WebConsole, displayAddress
+from xend_vfb.web import WebConsole, displaySocket
 from xend_vfb.xenbus import parseState
 from xend_vfb.xenstore.paths import (
     PRIVATE_ROOT,
@@ -88,7 +88,7 @@ class XendVfbDaemon(MultiService):
         self.guests = Guests(self)
         self.requests = ControlRequests(self)
         self.journal = Journal(self.store)
-        self.web = WebConsole(reactor, lambda grant: displayAddress(self.xs, grant))
+        self.web = WebConsole(reactor, lambda grant: displaySocket(self.xs, runDir, grant))
         for service in (self.web, self.store, self.supervisor, HostService(self), self.backends,
                         Recovery(self), self.guests,
                         ControlSocket(reactor, runDir, self.requests)):

@@ -30,12 +30,14 @@ keys may come as positions (XT scancodes), which need no keymap (`input`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import ipaddress
 import os
 import re
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
@@ -115,8 +117,11 @@ log = Logger()
 class RFBServerProtocol(Protocol):
     """One client connection: handshake, then messages in, updates out."""
 
-    def __init__(self, display: VNCDisplay) -> None:
+    def __init__(self, display: VNCDisplay, local: bool = False) -> None:
+        """`local`: a connection on the display's local socket, from the daemon's browser
+        console, whose far side has TLS of its own: no VeNCrypt even with TLS on."""
         self._display = display
+        self._tls = None if local else display.tls
         self._buffer = bytearray()
         self._need = 12
         self._handler = self._gotVersion
@@ -214,7 +219,7 @@ class RFBServerProtocol(Protocol):
 
     def _offered(self) -> int:
         """The one security type this display offers."""
-        if self._display.tls is not None:
+        if self._tls is not None:
             return _SECURITY_VENCRYPT
         return _SECURITY_VNC if self._display.password else _SECURITY_NONE
 
@@ -253,7 +258,7 @@ class RFBServerProtocol(Protocol):
             return
         self.transport.write(b"\x01")
         self._subtype = chosen
-        self.transport.startTLS(self._display.tls)
+        self.transport.startTLS(self._tls)
         # Sent once the handshake is done (Twisted holds writes until then).
         self._startSecurity(_SECURITY_VNC if chosen == _X509_VNC else _SECURITY_NONE)
 
@@ -564,11 +569,12 @@ def _isLoopback(host: str) -> bool:
 
 
 class _RFBFactory(Factory):
-    def __init__(self, display: VNCDisplay) -> None:
+    def __init__(self, display: VNCDisplay, local: bool = False) -> None:
         self._display = display
+        self._local = local
 
     def buildProtocol(self, addr: IAddress) -> RFBServerProtocol:
-        protocol = RFBServerProtocol(self._display)
+        protocol = RFBServerProtocol(self._display, self._local)
         self._display._connections.add(protocol)
         return protocol
 
@@ -589,7 +595,10 @@ class VNCDisplay:
     (`xend_vfb.kinds.VNC_SHARE_POLICIES`).  `tls`, the server side of TLS
     (`xend_vfb.tls.TLSSettings.contextFactory`), makes the display VeNCrypt-only.
     `passwordExpires` is when (`clock`'s seconds) the password stops letting
-    anyone in; None for never.
+    anyone in; None for never.  With `localSocket` (the path for a port) the display
+    also listens on that Unix socket, mode 0600, for the daemon's browser console:
+    there it offers no VeNCrypt, as the browser's side of that path has TLS of its
+    own (QEMU lets its TLS WebSocket in the same way).
     """
 
     def __init__(
@@ -608,6 +617,7 @@ class VNCDisplay:
         share: str = "allow-exclusive",
         tls: IOpenSSLContextFactory | None = None,
         passwordExpires: float | None = None,
+        localSocket: Callable[[int], str] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as defaultReactor
@@ -635,6 +645,8 @@ class VNCDisplay:
         self._display = display
         self._findUnused = findUnused
         self._port: IListeningPort | None = None
+        self._localSocket = localSocket
+        self._local: IListeningPort | None = None
         self._connections: set[RFBServerProtocol] = set()
         self._viewers: list[RFBServerProtocol] = []
 
@@ -668,6 +680,11 @@ class VNCDisplay:
                 return fail(DeviceError(f"VNC display cannot listen on {self._listen}: {e}"))
             address = self._port.getHost()
             log.info("VNC display listening on {host}:{port}", host=address.host, port=address.port)
+            if self._localSocket is not None:
+                try:
+                    self._local = self._listenLocal(self._localSocket(address.port))
+                except CannotListenError as e:
+                    log.warn("VNC display: no local socket for the browser console: {e}", e=e)
         address = self._port.getHost()
         return succeed((address.host, address.port))
 
@@ -686,10 +703,17 @@ class VNCDisplay:
                     raise
         raise CannotListenError(self._listen, first, "no free port from there up")
 
+    def _listenLocal(self, path: str) -> IListeningPort:
+        # A socket left by a backend that died is in the way, and is ours to remove.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return self.reactor.listenUNIX(path, _RFBFactory(self, local=True), mode=0o600)
+
     def stop(self) -> Deferred[None]:
         """See `IDisplay.stop`."""
-        port, self._port = self._port, None
-        waits: list[Deferred[Any]] = [maybeDeferred(port.stopListening)] if port else []
+        ports = [port for port in (self._port, self._local) if port is not None]
+        self._port = self._local = None
+        waits: list[Deferred[Any]] = [maybeDeferred(port.stopListening) for port in ports]
         for connection in list(self._connections):
             waits.append(connection.closed)
             connection.transport.abortConnection()

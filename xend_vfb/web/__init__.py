@@ -4,7 +4,7 @@
 one-time tokens of `xend-vfb console-url`, `settings` its two settings.
 """
 
-from xend_vfb.web.service import WebConsole, displayAddress
+from xend_vfb.web.service import WebConsole, displaySocket
 from xend_vfb.web.tokens import Grant
 
-__all__ = ["WebConsole", "displayAddress", "Grant"]
+__all__ = ["WebConsole", "displaySocket", "Grant"]

@@ -1,8 +1,9 @@
-"""The console's WebSocket: RFB between a browser (noVNC) and a display's VNC port.
+"""The console's WebSocket: RFB between a browser (noVNC) and a display's VNC server.
 
 Each viewer is two connections: the WebSocket from the browser (`ConsoleSocket`,
-autobahn on Twisted) and a TCP connection from the daemon to the display's VNC server
-(`_VncLeg`).  Bytes go through unchanged, one WebSocket binary message per chunk read.
+autobahn on Twisted) and one from the daemon to the display's local socket (`_VncLeg`;
+root only, and without VeNCrypt: with TLS on, the browser's side is HTTPS and WSS, and
+noVNC cannot speak VeNCrypt).  Bytes go through unchanged, one WebSocket binary message per chunk read.
 Neither side can make the daemon buffer without bound: a full output buffer towards one
 side pauses reading from the other (Twisted producers), and a browser that leaves the
 console's output unread for `STALL_SECONDS` is dropped.  Anything wrong from the browser
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -47,8 +48,8 @@ CONNECT_TIMEOUT = 10.0
 #: and this prefix followed by its token.  A header, unlike the URL, is in no access log.
 TOKEN_PROTOCOL = "xend-vfb.token."
 
-#: Where a grant's display listens: Deferred firing with (host, port), or failing with
-#: an error whose message says why the display cannot be reached.
+#: Where a grant's display listens for the console: Deferred firing with the path of
+#: its local socket, or failing with an error whose message says why there is none.
 Locate = Callable[[Grant], Deferred]
 
 
@@ -76,9 +77,8 @@ class ConsoleSocket(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN,
                                  "the console link is invalid, used or expired")
         try:
-            host, port = yield self.factory.locate(self.grant)
-            endpoint = HostnameEndpoint(self.factory.reactor, host, port,
-                                        timeout=CONNECT_TIMEOUT)
+            path = yield self.factory.locate(self.grant)
+            endpoint = UNIXClientEndpoint(self.factory.reactor, path, timeout=CONNECT_TIMEOUT)
             legs = Factory.forProtocol(partial(_VncLeg, self))
             legs.noisy = False
             vnc = yield endpoint.connect(legs)

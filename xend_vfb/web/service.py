@@ -13,7 +13,6 @@ One `WebConsole` in the daemon's service tree listens on `XEND_VFB_WEB_LISTEN`
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -26,13 +25,16 @@ from twisted.logger import Logger
 from twisted.web import resource, static
 from twisted.web.server import Site
 
+from xend_vfb.backend.control import displaySocketPath
+from xend_vfb.devices import VFB
 from xend_vfb.errors import DaemonError, DeviceError
+from xend_vfb.tls import TLSSettings
 from xend_vfb.web.proxy import ConsoleSocketFactory, Locate
 from xend_vfb.web.settings import WebSettings, publicHost
 from xend_vfb.web.tokens import Grant, Tokens
 from xend_vfb.xenstore.paths import backendPath
 
-__all__ = ["WebConsole", "displayAddress"]
+__all__ = ["WebConsole", "displaySocket"]
 
 log = Logger()
 
@@ -44,7 +46,7 @@ class WebConsole(Service):
 
     def __init__(self, reactor: Any, locate: Locate, environ: Mapping[str, str] | None = None,
                  clock: IReactorTime | None = None) -> None:
-        """`locate` finds a display's VNC address (`displayAddress`); `clock` times the
+        """`locate` finds a display's local socket (`displaySocket`); `clock` times the
         tokens (the reactor, unless a test gives its own)."""
         self.reactor = reactor
         self.locate = locate
@@ -53,29 +55,28 @@ class WebConsole(Service):
         self.settings: WebSettings | None = None
         #: The origin of the console's pages, e.g. ``http://127.0.0.1:6080``, once listening.
         self.origin: str | None = None
-        #: Why the console is off, once started (None: it listens).
-        self.off: str | None = None
         self._sockets = ConsoleSocketFactory(self.tokens, locate, reactor)
         self._port: Any = None
 
     def startService(self) -> None:
-        """Read the settings and listen; `ConfigError` or `CannotListenError` say why not."""
+        """Read the settings and listen, with TLS (HTTPS, WSS) on the displays'
+        certificates when they have it; `ConfigError` or `CannotListenError` say why
+        not."""
         self.settings = WebSettings.fromEnvironment(dict(self.environ))
+        tls = TLSSettings.fromEnvironment(self.environ)
         super().startService()
         if self.settings is None:
-            self.off = "the web console is off (the daemon's XEND_VFB_WEB_LISTEN is empty)"
-        elif self.environ.get("XEND_VFB_VNC_TLS") == "1":
-            # Not plain HTTP when TLS was asked for; and noVNC cannot speak VeNCrypt, the
-            # only security such displays offer, so HTTPS alone would not do either.
-            self.off = ("the web console is off: with XEND_VFB_VNC_TLS=1 the displays speak "
-                        "only VeNCrypt, which the browser console cannot yet")
-        if self.off is not None:
-            log.info("{off}", off=self.off)
+            log.info("web console off (XEND_VFB_WEB_LISTEN is empty)")
             return
-        self._port = self.reactor.listenTCP(self.settings.port, _Site(self._root()),
-                                            interface=self.settings.host)
-        port = self._port.getHost().port
-        self.origin = f"http://{publicHost(self.settings.host)}:{port}"
+        site = _Site(self._root())
+        host, port = self.settings.host, self.settings.port
+        if tls is None:
+            self._port = self.reactor.listenTCP(port, site, interface=host)
+        else:
+            self._port = self.reactor.listenSSL(port, site, tls.contextFactory(),
+                                                interface=host)
+        self.origin = (f"{'http' if tls is None else 'https'}://{publicHost(host)}:"
+                       f"{self._port.getHost().port}")
         self._sockets.allowOrigin(self.origin)
         log.info("web console on {origin}", origin=self.origin)
 
@@ -91,8 +92,9 @@ class WebConsole(Service):
     def consoleURL(self, domid: int, devid: int):
         """A console URL for display `devid` of domain `domid`, with a new token; fails
         with the reason when there is no console or no such VNC display."""
-        if self.off is not None:
-            raise DaemonError(self.off)
+        if self.origin is None:
+            raise DaemonError("the web console is off (the daemon's XEND_VFB_WEB_LISTEN is "
+                              "empty)")
         grant = Grant(domid, devid)
         yield self.locate(grant)
         return f"{self.origin}/console#{self.tokens.issue(grant)}"
@@ -109,24 +111,22 @@ class WebConsole(Service):
 
 
 @inlineCallbacks
-def displayAddress(xs: Any, grant: Grant):
-    """Where `grant`'s display listens, from its backend area: (host, port), a wildcard
-    listen address replaced by loopback.  `DeviceError` if it has no VNC display."""
-    area = backendPath(grant.domid, "vfb", grant.devid)
+def displaySocket(xs: Any, runDir: str, grant: Grant):
+    """The local socket of `grant`'s display, named by its port from its backend area
+    (`xend_vfb.backend.control.displaySocketPath`).  `DeviceError` if it has no VNC
+    display, or its backend no such socket."""
+    area = backendPath(grant.domid, VFB.name, grant.devid)
     what = f"vfb {grant.devid} of domain {grant.domid}"
     if not (yield xs.exists(area)):
         raise DeviceError(f"domain {grant.domid} has no vfb {grant.devid}")
     port = yield xs.readOrNone(f"{area}/vnc-port")
     if not port or not port.isdigit():
         raise DeviceError(f"{what} has no VNC display")
-    host = (yield xs.readOrNone(f"{area}/vnc-listen")) or "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host, int(port)
-    if address.is_unspecified:
-        host = "::1" if address.version == 6 else "127.0.0.1"
-    return host, int(port)
+    path = displaySocketPath(runDir, int(port))
+    if not os.path.exists(path):
+        raise DeviceError(f"{what} has no socket for the browser console ({path}): its "
+                          "backend may predate it; a new one comes with the guest's reboot")
+    return path
 
 
 class _ConsolePage(resource.Resource):
