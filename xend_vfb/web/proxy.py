@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from xend_vfb.web.tokens import Grant, Tokens
 
-__all__ = ["MAX_MESSAGE", "STALL_SECONDS", "TOKEN_PROTOCOL", "ConsoleSocket",
+__all__ = ["CLOSE_NOT_BINARY", "MAX_MESSAGE", "STALL_SECONDS", "TOKEN_PROTOCOL", "ConsoleSocket",
            "ConsoleSocketFactory"]
 
 log = Logger()
