@@ -3,12 +3,12 @@
 Each viewer is two connections: the WebSocket from the browser (`ConsoleSocket`,
 autobahn on Twisted) and one from the daemon to the display's local socket (`_VncLeg`;
 root only, and without VeNCrypt: with TLS on, the browser's side is HTTPS and WSS, and
-noVNC cannot speak VeNCrypt).  Bytes go through unchanged, one WebSocket binary message per chunk read.
-Neither side can make the daemon buffer without bound: a full output buffer towards one
-side pauses reading from the other (Twisted producers), and a browser that leaves the
-console's output unread for `STALL_SECONDS` is dropped.  Anything wrong from the browser
-(bad framing, a text message, a message over `MAX_MESSAGE`) ends that viewer only; the
-display and its other viewers carry on.
+noVNC cannot speak VeNCrypt).  Bytes go through unchanged, one WebSocket binary
+message per chunk read.  Neither side can make the daemon buffer without bound: a full
+output buffer towards one side pauses reading from the other (Twisted producers), and
+a browser that leaves the console's output unread for `STALL_SECONDS` is dropped.
+Anything wrong from the browser (bad framing, a text message, a message over
+`MAX_MESSAGE`) ends that viewer only; the display and its other viewers carry on.
 """
 
 from __future__ import annotations
