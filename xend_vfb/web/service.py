@@ -162,5 +162,7 @@ class _Site(Site):
     """A site without an access log: the console page loads some 40 noVNC modules, one
     line each would drown the daemon's log; viewers are logged by `proxy`."""
 
+    noisy = False
+
     def log(self, request: Any) -> None:
         pass
