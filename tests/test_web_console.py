@@ -6,6 +6,7 @@ same display that must carry on.
 """
 
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -210,3 +211,14 @@ def test_with_tls_the_console_is_https_and_wss(run, tmp_path):
     stranger = writePEM(str(tmp_path / "other-ca.pem"), makeCA("another CA").certPEM())
     with pytest.raises(ssl.SSLCertVerificationError):
         Link.of(run, "demo").open(ca=stranger)
+
+
+def test_a_backend_that_died_is_back_on_the_console(demo):
+    # Its successor takes the same port, and the socket named after it, left behind.
+    dead = demo.backend(1)
+    dead.kill(signal.SIGKILL)
+    waitUntil(lambda: demo.backend(1) not in (None, dead), "a new backend")
+    waitUntil(lambda: allConnected(demo, "demo"), "the devices to reconnect")
+    viewer = WsViewer(Link.of(demo, "demo").open())
+    assert viewer.frame() == FRAME
+    viewer.close()
