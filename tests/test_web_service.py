@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from tests.helpers_tls import issue, makeCA, writeCertDir
+from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
 from tests.helpers_web import TOKEN_PROTOCOL
 from xend_vfb.backend.control import displaySocketPath
 from xend_vfb.errors import ConfigError, DeviceError
@@ -127,13 +127,13 @@ def _caFile(service):
     return os.path.join(certDir, CA_CERT) if certDir else None
 
 
-def _exchange(service, url, message):
+def _exchange(service, url, message, **sslopt):
     """Open the console's WebSocket as its page does, send `message`, return the reply."""
     origin, _, token = url.replace("/console#", "#").partition("#")
     ws = websocket.create_connection(origin.replace("http", "ws", 1) + "/websockify",
                                      origin=origin, timeout=10,
                                      subprotocols=["binary", TOKEN_PROTOCOL + token],
-                                     sslopt={"ca_certs": _caFile(service)})
+                                     sslopt={"ca_certs": _caFile(service), **sslopt})
     try:
         ws.send_binary(message)
         return ws.recv()
@@ -179,3 +179,26 @@ def test_what_the_console_serves(console):
     for path in ("/novnc/core/", "/novnc/../setup.py", "/nothing", "/console.js/x"):
         assert (yield threads.deferToThread(_get, service, path))[0] == 404, path
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_verify_a_browser_shows_a_certificate(tmp_path):
+    ca = makeCA()
+    environ = {"XEND_VFB_WEB_LISTEN": "127.0.0.1:0", "XEND_VFB_VNC_TLS": "1",
+               "XEND_VFB_VNC_X509_VERIFY": "1", "XEND_VFB_VNC_X509_CERT_DIR": writeCertDir(
+                   str(tmp_path / "vnc"), ca, issue(ca, "localhost"))}
+    admin = issue(ca, "admin", client=True)
+    certfile = writePEM(str(tmp_path / "admin.pem"), admin.certPEM())
+    keyfile = writePEM(str(tmp_path / "admin-key.pem"), admin.keyPEM())
+    echo = reactor.listenUNIX(str(tmp_path / "echo.sock"), Factory.forProtocol(_Echo))
+    service = WebConsole(reactor, lambda grant: str(tmp_path / "echo.sock"), environ)
+    service.startService()
+    try:
+        url = yield service.consoleURL(1, 0)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            yield threads.deferToThread(_exchange, service, url, b"RFB")
+        assert (yield threads.deferToThread(_exchange, service, url, b"RFB",
+                                            certfile=certfile, keyfile=keyfile)) == b"RFB"
+    finally:
+        yield service.stopService()
+        yield echo.stopListening()
