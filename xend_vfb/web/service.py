@@ -22,7 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web import resource, static
+from twisted.web import pages, resource, static
 from twisted.web.server import Site
 
 from xend_vfb.backend.control import displaySocketPath
@@ -155,7 +155,7 @@ class _Files(static.File):
     """Files as they are, without directory listings."""
 
     def directoryListing(self) -> resource.Resource:
-        return resource.NoResource()
+        return pages.notFound()
 
 
 class _Site(Site):
