@@ -1,8 +1,25 @@
-"""Fixtures shared by the suite: a real xenstored per test, and a client on it."""
+"""Fixtures shared by the suite.
+
+A real xenstored per test and clients on it; for the backend's tests a short run
+dir, real backend processes, in-process simulated guests and a xenstore proxy (their
+classes in `tests.helpers_backend`); for the daemon's tests a `DaemonRun` (in
+`tests.helpers_daemon`).  Plain helper functions stay in the helper modules and are
+imported from there.
+"""
+
+import os
+import shutil
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
 
+from tests.helpers_backend import MEMORY_SIZE, BackendProcess, HostileDomain, makeRunDir
+from tests.helpers_daemon import DaemonRun
+from tests.xenstore_proxy import XenstoreProxy
+from xend_vfb.guest.domain import GuestOptions
+from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory
 from xend_vfb.xenstore import EmbeddedXenstored, connect
 
 
@@ -30,3 +47,69 @@ def other(xenstored):
     client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
     yield client
     client.close()
+
+
+@pytest.fixture
+def runDir():
+    """A run dir for backends and guests, short enough for their control sockets;
+    kept after the test if XVB_KEEP is set."""
+    path = makeRunDir()
+    yield path
+    if not os.environ.get("XVB_KEEP"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def backendProcess(xenstored, runDir):
+    """Start the backend of a domain (connected to xenstored, or `via` a
+    `XenstoreProxy`); killed and reaped after the test."""
+    started = []
+
+    def start(domid: int, via: XenstoreProxy | None = None) -> BackendProcess:
+        backend = BackendProcess(via or xenstored, runDir, domid)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.reap()
+
+
+@pytest.fixture
+def xenstoreProxy(xenstored, runDir):
+    """A `XenstoreProxy` to the test's xenstored, for one process to connect through."""
+    proxy = XenstoreProxy(xenstored.socketPath, os.path.join(runDir, "xs-proxy.sock"))
+    pytest_twisted.blockon(proxy.start())
+    yield proxy
+    pytest_twisted.blockon(proxy.stop())
+
+
+@pytest.fixture
+def guestFactory(xs, runDir):
+    """Start an in-process guest for a domain (memory created here), with `frontends`
+    of other classes for some of its devices (`HostileDomain`); stopped after."""
+    started = []
+
+    @inlineCallbacks
+    def start(domid: int, frontends=None, **options):
+        if not os.path.exists(os.path.join(runDir, "guests", str(domid), "memory")):
+            createGuestMemory(runDir, domid, MEMORY_SIZE)
+        memory = EmulatedGuestMemory(runDir, domid, reactor)
+        domain = HostileDomain(reactor, xs, memory, domid,
+                               GuestOptions(runDir=runDir, **options), frontends=frontends)
+        started.append(domain)
+        yield domain.start()
+        return domain
+
+    yield start
+    for domain in started:
+        if not domain._stopping:
+            pytest_twisted.blockon(domain.stop(timeout=0.2))
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A `DaemonRun` in this test's directory; everything it started is stopped after."""
+    daemonRun = DaemonRun(tmp_path / "run")
+    yield daemonRun
+    daemonRun.cleanup()

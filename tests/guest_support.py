@@ -8,8 +8,8 @@ binds its channel with the emulated backend-side classes, and moves its
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 
+from tests.helpers_wait import WAIT, waitFor
 from xend_vfb.guestmem.emulated import EmulatedEventChannels, EmulatedForeignMemory
 from xend_vfb.protocol import fbif, kbdif
 from xend_vfb.xenbus import XenbusState
@@ -18,25 +18,7 @@ from xend_vfb.xenstore.paths import backendPath, frontendPath
 MEMORY_SIZE = 8 * 1024 * 1024
 
 
-def sleep(seconds):
-    return deferLater(reactor, seconds, lambda: None)
-
-
-@inlineCallbacks
-def waitFor(check, timeout=5.0, what="condition"):
-    """Poll `check()` (may return a Deferred) until it is truthy; returns its value."""
-    waited = 0.0
-    while True:
-        value = yield check()
-        if value:
-            return value
-        if waited >= timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        yield sleep(0.01)
-        waited += 0.01
-
-
-def waitState(xs, path, state, timeout=5.0):
+def waitState(xs, path, state, timeout=WAIT):
     """Wait until the `state` node under `path` says `state`."""
     want = str(int(state))
 
@@ -44,7 +26,7 @@ def waitState(xs, path, state, timeout=5.0):
     def check():
         return (yield xs.readOrNone(path + "/state")) == want
 
-    return waitFor(check, timeout, f"{path}/state = {want}")
+    return waitFor(check, f"{path}/state = {want}", timeout)
 
 
 def toolstackAdd(xs, domid, devClass, devid, backendKeys=None):

@@ -4,31 +4,27 @@ The toolstack part is the project's own (`Domain` writes the areas), the
 backend is the real ``xend-vfb-backend`` program, and guests are the
 simulator's `GuestDomain` in the test's reactor, so a test can draw on a
 guest's screen, or swap in a frontend that misbehaves (`HostileDomain`).
+The fixtures that start them (`runDir`, `backendProcess`, `guestFactory`,
+`xenstoreProxy`) are in conftest.py.
 """
 
 import base64
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
-import pytest
-import pytest_twisted
 from PIL import Image
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from tests.guest_support import sleep
-from tests.xenstore_proxy import XenstoreProxy
+from tests.helpers_wait import waitFor
 from xend_vfb import jsonline
 from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.domain import Domain
-from xend_vfb.guest.domain import GuestDomain, GuestOptions
-from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory
+from xend_vfb.guest.domain import GuestDomain
 from xend_vfb.model import VfbConfig, VkbdConfig
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import backendPath, domainPath, frontendPath
@@ -39,19 +35,14 @@ __all__ = [
     "MEMORY_SIZE",
     "BackendProcess",
     "HostileDomain",
-    "backendProcess",
     "createDomain",
-    "guestFactory",
     "imageBytes",
     "makeRunDir",
     "readState",
-    "runDir",
     "screenshot",
     "status",
-    "waitFor",
     "waitKey",
     "waitStates",
-    "xenstoreProxy",
 ]
 
 BACKEND_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-backend")
@@ -59,31 +50,9 @@ GUEST_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-guest")
 MEMORY_SIZE = 16 * 1024 * 1024
 
 
-@inlineCallbacks
-def waitFor(check, timeout=10.0, what="condition"):
-    """Poll `check()` (may return a Deferred) until it is truthy, for at most `timeout`
-    seconds of real time however long each check takes; returns its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = yield check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        yield sleep(0.01)
-
-
 def makeRunDir() -> str:
     # Short: the control socket's path must fit a sockaddr_un (108 bytes).
     return tempfile.mkdtemp(prefix="xvb-", dir="/tmp")
-
-
-@pytest.fixture
-def runDir():
-    path = makeRunDir()
-    yield path
-    if not os.environ.get("XVB_KEEP"):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class BackendProcess:
@@ -119,7 +88,7 @@ class BackendProcess:
             return ""
 
     def waitExit(self, timeout: float = 15.0):
-        return waitFor(lambda: self.process.poll() is not None, timeout, "the backend to exit")
+        return waitFor(lambda: self.process.poll() is not None, "the backend to exit", timeout)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():
@@ -140,31 +109,6 @@ class BackendProcess:
             assert bad not in text, f"{bad!r} in the backend's log:\n{text}"
 
 
-@pytest.fixture
-def backendProcess(xenstored, runDir):
-    """Start the backend of a domain (connected to xenstored, or `via` a
-    `XenstoreProxy`); killed and reaped after the test."""
-    started = []
-
-    def start(domid: int, via: XenstoreProxy | None = None) -> BackendProcess:
-        backend = BackendProcess(via or xenstored, runDir, domid)
-        started.append(backend)
-        return backend
-
-    yield start
-    for backend in started:
-        backend.reap()
-
-
-@pytest.fixture
-def xenstoreProxy(xenstored, runDir):
-    """A `XenstoreProxy` to the test's xenstored, for one process to connect through."""
-    proxy = XenstoreProxy(xenstored.socketPath, os.path.join(runDir, "xs-proxy.sock"))
-    pytest_twisted.blockon(proxy.start())
-    yield proxy
-    pytest_twisted.blockon(proxy.stop())
-
-
 class HostileDomain(GuestDomain):
     """A simulated guest whose listed devices use other frontend classes."""
 
@@ -177,28 +121,6 @@ class HostileDomain(GuestDomain):
         if not self._stopping and key not in self.devices and key in self.frontends:
             self.devices[key] = self.frontends[key](self, devid, self._forget)
         super()._kick(devClass, devid)
-
-
-@pytest.fixture
-def guestFactory(xs, runDir):
-    """Start an in-process guest for a domain (memory created here); stopped after."""
-    started = []
-
-    @inlineCallbacks
-    def start(domid: int, frontends=None, **options):
-        if not os.path.exists(os.path.join(runDir, "guests", str(domid), "memory")):
-            createGuestMemory(runDir, domid, MEMORY_SIZE)
-        memory = EmulatedGuestMemory(runDir, domid, reactor)
-        domain = HostileDomain(reactor, xs, memory, domid,
-                               GuestOptions(runDir=runDir, **options), frontends=frontends)
-        started.append(domain)
-        yield domain.start()
-        return domain
-
-    yield start
-    for domain in started:
-        if not domain._stopping:
-            pytest_twisted.blockon(domain.stop(timeout=0.2))
 
 
 @inlineCallbacks
@@ -235,7 +157,7 @@ def waitStates(xs, domid: int, devices, backend=XenbusState.Connected,
                     return False
         return True
 
-    return waitFor(check, timeout, f"states {backend}/{frontend} of {list(devices)}")
+    return waitFor(check, f"states {backend}/{frontend} of {list(devices)}", timeout)
 
 
 def waitKey(xs, path: str, timeout: float = 15.0, predicate=lambda value: value is not None):
@@ -246,7 +168,7 @@ def waitKey(xs, path: str, timeout: float = 15.0, predicate=lambda value: value 
         value = yield xs.readOrNone(path)
         return (value,) if predicate(value) else None
 
-    return waitFor(check, timeout, f"{path}").addCallback(lambda box: box[0])
+    return waitFor(check, f"{path}", timeout).addCallback(lambda box: box[0])
 
 
 def status(backend: BackendProcess):

@@ -20,10 +20,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
+from tests.helpers_wait import WAIT, waitUntil
 from xend_vfb import jsonline
 from xend_vfb.procid import ProcessId
 
@@ -31,22 +30,6 @@ BIN = os.path.dirname(sys.executable)
 XEND_VFB = os.path.join(BIN, "xend-vfb")
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(CHECKOUT, "examples")
-#: Generous bound for anything the tests wait on (2 shared cores).
-WAIT = 30.0
-
-
-def waitUntil(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll `check()` until it returns something truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:

@@ -17,17 +17,14 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 
-from tests.helpers_backend import (  # noqa: F401  (fixtures)
-    backendProcess,
+from tests.helpers_backend import (
     createDomain,
-    guestFactory,
     imageBytes,
-    runDir,
     screenshot,
-    waitFor,
     waitKey,
     waitStates,
 )
+from tests.helpers_wait import waitFor
 from xend_vfb.guest.fb import VfbFrontend
 from xend_vfb.guest.kbd import VkbdFrontend
 from xend_vfb.guest.pattern import patternBytes, pixel
@@ -96,7 +93,7 @@ class Keys:
 
 
 @inlineCallbacks
-def hostileSetup(xs, guestFactory, backendProcess, devClass, corrupt=None):  # noqa: F811
+def hostileSetup(xs, guestFactory, backendProcess, devClass, corrupt=None):
     """The good display plus `devClass`/1 with a hostile frontend; returns
     (guest, backend, badBackendArea)."""
     domain, created = yield createDomain(xs, DOMID)
@@ -115,7 +112,7 @@ def assertDeviceError(xs, backend, area, reason):
     error = yield waitKey(xs, f"{area}/error")
     assert reason in error
     yield waitKey(xs, f"{area}/state", predicate=lambda value: value in ENDED)
-    yield waitFor(lambda: reason in backend.log(), 5, "the error in the log")
+    yield waitFor(lambda: reason in backend.log(), "the error in the log", 5)
     yield assertGoodDisplayServed(xs, backend)
 
 
@@ -149,7 +146,7 @@ CONNECT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONNECT_CASES))
 @pytest_twisted.inlineCallbacks
-def test_bad_value_at_connect(case, xs, guestFactory, backendProcess):  # noqa: F811
+def test_bad_value_at_connect(case, xs, guestFactory, backendProcess):
     devClass, corrupt, reason = CONNECT_CASES[case]
     guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, devClass,
                                               corrupt)
@@ -158,7 +155,7 @@ def test_bad_value_at_connect(case, xs, guestFactory, backendProcess):  # noqa: 
 
 @pytest_twisted.inlineCallbacks
 def test_non_ascii_event_channel_written_raw(
-        xs, xenstored, guestFactory, backendProcess):  # noqa: F811
+        xs, xenstored, guestFactory, backendProcess):
     """Bytes pyxs refuses, written as a guest could: ``event-channel`` is left out of
     the Initialised transaction and written as garbage just before it."""
     path = frontendPath(DOMID, "vfb", 1)
@@ -181,7 +178,7 @@ def test_non_ascii_event_channel_written_raw(
 
 @pytest.mark.parametrize("protocol", [None, ""], ids=["missing", "empty"])
 @pytest_twisted.inlineCallbacks
-def test_no_protocol_means_x86_64(protocol, xs, guestFactory, backendProcess):  # noqa: F811
+def test_no_protocol_means_x86_64(protocol, xs, guestFactory, backendProcess):
     """docs/emulation.md: a missing or empty `protocol` is read as x86_64-abi, the
     layout the simulated guest writes: the device connects and shows its pattern."""
     guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, "vfb",
@@ -194,7 +191,7 @@ def test_no_protocol_means_x86_64(protocol, xs, guestFactory, backendProcess):  
 
 
 @pytest_twisted.inlineCallbacks
-def test_reserved_grant_reference_refused(xs, guestFactory, backendProcess):  # noqa: F811
+def test_reserved_grant_reference_refused(xs, guestFactory, backendProcess):
     """A keyboard page offered as grant reference 1, validly granted to domain 0 (on
     Xen, the toolstack's grant of the guest's xenstore page): refused as reserved."""
 
@@ -224,7 +221,7 @@ def test_reserved_grant_reference_refused(xs, guestFactory, backendProcess):  # 
 
 
 @inlineCallbacks
-def connectedHostile(xs, guestFactory, backendProcess):  # noqa: F811
+def connectedHostile(xs, guestFactory, backendProcess):
     guest, backend, area = yield hostileSetup(xs, guestFactory, backendProcess, "vfb")
     yield waitStates(xs, DOMID, [("vfb", 1)])
     return guest, backend, area, guest.device("vfb", 1)
@@ -238,7 +235,7 @@ def sendRaw(bad, *events):
 
 
 @pytest_twisted.inlineCallbacks
-def test_runaway_ring_index(xs, guestFactory, backendProcess):  # noqa: F811
+def test_runaway_ring_index(xs, guestFactory, backendProcess):
     guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
     view = bad.shared.view
     cons = struct.unpack_from("<I", view, 8)[0]
@@ -257,14 +254,14 @@ def test_runaway_ring_index(xs, guestFactory, backendProcess):  # noqa: F811
 ], ids=["offset beyond", "negative offset", "stride 0", "stride beyond", "bad depth",
         "width beyond RFB"])
 @pytest_twisted.inlineCallbacks
-def test_bad_resize(resize, reason, xs, guestFactory, backendProcess):  # noqa: F811
+def test_bad_resize(resize, reason, xs, guestFactory, backendProcess):
     guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
     sendRaw(bad, resize)
     yield assertDeviceError(xs, backend, area, reason)
 
 
 @pytest_twisted.inlineCallbacks
-def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):  # noqa: F811
+def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):
     """Rectangles off the screen are clipped or dropped (section 7): no error at all."""
     guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
     sendRaw(bad,
@@ -281,7 +278,7 @@ def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):  # 
     def drawn():
         return (yield screenshot(backend, 1)).getpixel((7, 7)) == (1, 2, 3)
 
-    yield waitFor(drawn, 10, "the valid update after the bad ones")
+    yield waitFor(drawn, "the valid update after the bad ones", 10)
     assert (yield xs.readOrNone(f"{area}/error")) is None
     assert (yield xs.read(f"{area}/state")) == "4"
     yield assertGoodDisplayServed(xs, backend)
@@ -290,7 +287,7 @@ def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):  # 
 @pytest.mark.parametrize("garbage", ["banana", "\\xff\\xfe", "99", "-1", ""])
 @pytest_twisted.inlineCallbacks
 def test_garbage_frontend_state(
-        garbage, xs, xenstored, guestFactory, backendProcess):  # noqa: F811
+        garbage, xs, xenstored, guestFactory, backendProcess):
     guest, backend, area, bad = yield connectedHostile(xs, guestFactory, backendProcess)
     # The simulated frontend must not react to its own garbage: forget it first.
     yield bad._backendWatch.cancel()

@@ -15,20 +15,17 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from tests.helpers_backend import (  # noqa: F401  (fixtures)
+from tests.helpers_backend import (
     GUEST_PROGRAM,
     MEMORY_SIZE,
-    backendProcess,
     createDomain,
-    guestFactory,
     imageBytes,
-    runDir,
     screenshot,
     status,
-    waitFor,
     waitKey,
     waitStates,
 )
+from tests.helpers_wait import waitFor
 from xend_vfb.guest.pattern import patternBytes, pixel
 from xend_vfb.guestmem.emulated import createGuestMemory
 from xend_vfb.jsonline import ChannelError
@@ -44,7 +41,7 @@ S = {state: str(int(state)) for state in XenbusState}
 
 
 @inlineCallbacks
-def connectedDomain(xs, guestFactory, backendProcess, domid=DOMID, **vfbKeys):  # noqa: F811
+def connectedDomain(xs, guestFactory, backendProcess, domid=DOMID, **vfbKeys):
     """A domain with one display (vkbd/0 + vfb/0) Connected to a real backend."""
     domain, created = yield createDomain(xs, domid, vfbs=[vfbKeys])
     guest = yield guestFactory(domid)
@@ -54,7 +51,7 @@ def connectedDomain(xs, guestFactory, backendProcess, domid=DOMID, **vfbKeys):  
 
 
 @pytest_twisted.inlineCallbacks
-def test_handshake_reaches_connected_on_both_ends(xs, guestFactory, backendProcess):  # noqa: F811
+def test_handshake_reaches_connected_on_both_ends(xs, guestFactory, backendProcess):
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
     for devClass, devid in PAIR:
         area = backendPath(DOMID, devClass, devid)
@@ -81,7 +78,7 @@ def test_handshake_reaches_connected_on_both_ends(xs, guestFactory, backendProce
 
 
 @pytest_twisted.inlineCallbacks
-def test_screen_copy_equals_guest_pattern(xs, guestFactory, backendProcess):  # noqa: F811
+def test_screen_copy_equals_guest_pattern(xs, guestFactory, backendProcess):
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
     image = yield screenshot(backend)
     assert image.size == (800, 600)
@@ -100,12 +97,12 @@ def test_screen_copy_equals_guest_pattern(xs, guestFactory, backendProcess):  # 
     def updated():
         return (yield screenshot(backend)).tobytes() == imageBytes(bytes(expected), 800, 600)
 
-    yield waitFor(updated, 10, "the drawn rectangle in the backend's copy")
+    yield waitFor(updated, "the drawn rectangle in the backend's copy", 10)
     backend.assertHealthy()
 
 
 @pytest.fixture
-def guestProcess(xenstored, runDir):  # noqa: F811
+def guestProcess(xenstored, runDir):
     """Start ``xend-vfb-guest`` for a domain; killed after the test if still alive."""
     processes = []
 
@@ -130,7 +127,7 @@ def guestProcess(xenstored, runDir):  # noqa: F811
 
 
 @pytest_twisted.inlineCallbacks
-def test_guest_closes_then_reconnects_with_online(xs, guestProcess, backendProcess):  # noqa: F811
+def test_guest_closes_then_reconnects_with_online(xs, guestProcess, backendProcess):
     """Guest SIGTERM: Closing/Closed on both ends, the backend keeps the devices
     (online = 1); the guest's driver comes back and the same backend serves it."""
     domain, created = yield createDomain(xs, DOMID)
@@ -140,7 +137,7 @@ def test_guest_closes_then_reconnects_with_online(xs, guestProcess, backendProce
 
     guest.send_signal(signal.SIGTERM)
     yield waitStates(xs, DOMID, created, XenbusState.Closed, XenbusState.Closed)
-    yield waitFor(lambda: guest.poll() is not None, 15, "the guest to exit")
+    yield waitFor(lambda: guest.poll() is not None, "the guest to exit", 15)
     assert guest.returncode == 0
     for devClass, devid in created:
         area = backendPath(DOMID, devClass, devid)
@@ -163,7 +160,7 @@ def test_guest_closes_then_reconnects_with_online(xs, guestProcess, backendProce
 
 @pytest_twisted.inlineCallbacks
 def test_toolstack_destroy_closes_removes_and_backend_exits(
-        xs, guestFactory, backendProcess):  # noqa: F811
+        xs, guestFactory, backendProcess):
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
     yield domain.detach("vfb", 0)  # graceful: online 0, Closing, wait for Closed, remove
     for devClass, devid in PAIR:
@@ -180,7 +177,7 @@ def test_toolstack_destroy_closes_removes_and_backend_exits(
 
 
 @pytest_twisted.inlineCallbacks
-def test_frontend_area_deleted_backend_cleans_up(xs, guestFactory, backendProcess):  # noqa: F811
+def test_frontend_area_deleted_backend_cleans_up(xs, guestFactory, backendProcess):
     """Guest death: the toolstack deletes the frontend areas; the backend sees Unknown,
     closes and releases each device, and exits once the areas are gone."""
     domain, guest, backend = yield connectedDomain(xs, guestFactory, backendProcess)
@@ -190,7 +187,7 @@ def test_frontend_area_deleted_backend_cleans_up(xs, guestFactory, backendProces
         yield waitKey(xs, f"{backendPath(DOMID, devClass, devid)}/state",
                       predicate=lambda value: value == S[XenbusState.Closed])
     yield waitFor(lambda: all(f"<{name} of domain 5> released" in backend.log()
-                              for name in ("vfb/0", "vkbd/0")), 10, "both devices released")
+                              for name in ("vfb/0", "vkbd/0")), "both devices released", 10)
     reply = yield status(backend)
     assert reply["devices"] == []
     backend.assertHealthy()
@@ -202,7 +199,7 @@ def test_frontend_area_deleted_backend_cleans_up(xs, guestFactory, backendProces
 
 @pytest_twisted.inlineCallbacks
 def test_killed_backend_noticed_then_restarted_reattaches(
-        xs, xenstored, guestFactory, runDir):  # noqa: F811
+        xs, xenstored, guestFactory, runDir):
     deaths = []
     env = dict(os.environ, XENSTORED_PATH=xenstored.socketPath)
     supervisor = ProcessSupervisor(reactor, env, lambda key, how, clean: deaths.append((key, how)))
@@ -218,7 +215,7 @@ def test_killed_backend_noticed_then_restarted_reattaches(
         port = yield xs.read(f"{backendPath(DOMID, 'vfb', 0)}/vnc-port")
 
         os.kill(first.pid, signal.SIGKILL)
-        yield waitFor(lambda: deaths, 5, "onDeath")
+        yield waitFor(lambda: deaths, "onDeath", 5)
         assert deaths == [("backend/5", "killed by signal 9")]
         # The guest never noticed: it stays Connected; so does the backend area.
         frontend = guest.device("vfb", 0)
@@ -234,7 +231,7 @@ def test_killed_backend_noticed_then_restarted_reattaches(
 
         control = BackendProcess.__new__(BackendProcess)
         control.runDir, control.domid = runDir, DOMID
-        yield waitFor(lambda: os.path.exists(control.controlPath), 10, "the control socket")
+        yield waitFor(lambda: os.path.exists(control.controlPath), "the control socket", 10)
 
         @inlineCallbacks
         def reattached():
@@ -245,7 +242,7 @@ def test_killed_backend_noticed_then_restarted_reattaches(
             return all(device["connected"] for device in reply["devices"]) and len(
                 reply["devices"]) == 2
 
-        yield waitFor(reattached, 10, "the new backend to reattach")
+        yield waitFor(reattached, "the new backend to reattach", 10)
         assert (yield xs.read(f"{backendPath(DOMID, 'vfb', 0)}/vnc-port")) == port
         green = pixel(0, 255, 0)
         frontend.draw(0, 0, 800, 600, green * (800 * 600))
@@ -254,7 +251,7 @@ def test_killed_backend_noticed_then_restarted_reattaches(
         def redrawn():
             return (yield screenshot(control)).getpixel((400, 300)) == (0, 255, 0)
 
-        yield waitFor(redrawn, 10, "the guest's redraw in the new backend's copy")
+        yield waitFor(redrawn, "the guest's redraw in the new backend's copy", 10)
         assert frontend.state == XenbusState.Connected
         assert "Traceback" not in open(logPath).read()
     finally:

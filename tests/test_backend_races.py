@@ -13,18 +13,14 @@ import pytest_twisted
 from pyxs._internal import Op
 from twisted.internet.defer import inlineCallbacks, succeed
 
-from tests.helpers_backend import (  # noqa: F401  (fixtures)
-    backendProcess,
+from tests.helpers_backend import (
     createDomain,
-    guestFactory,
-    runDir,
     screenshot,
     status,
-    waitFor,
     waitKey,
     waitStates,
-    xenstoreProxy,
 )
+from tests.helpers_wait import waitFor
 from xend_vfb.guest.fb import VfbFrontend
 from xend_vfb.guest.pattern import pixel
 from xend_vfb.model import VfbConfig
@@ -50,7 +46,7 @@ class DeafFrontend(VfbFrontend):
 
 @pytest_twisted.inlineCallbacks
 def test_destroy_while_connecting_is_not_overwritten(
-        xs, guestFactory, backendProcess, xenstoreProxy):  # noqa: F811
+        xs, guestFactory, backendProcess, xenstoreProxy):
     """The toolstack destroys a display (`online` 0, then Closing, as
     `destroyDevice` writes them) while the backend is inside its connect step: the
     backend must not publish Connected over Closing.  It stays Closing, and lets the
@@ -63,8 +59,8 @@ def test_destroy_while_connecting_is_not_overwritten(
     yield inConnect
     frontend = guest.device("vfb", 0)
     # It looked at the backend once after publishing: it will answer Closing later.
-    yield waitFor(lambda: frontend.backendState != XenbusState.Unknown, 10,
-                  "the guest to look at the backend")
+    yield waitFor(lambda: frontend.backendState != XenbusState.Unknown,
+                  "the guest to look at the backend", 10)
     yield xs.write(f"{back}/online", "0")
     yield xs.write(f"{back}/state", S[XenbusState.Closing])
 
@@ -77,8 +73,8 @@ def test_destroy_while_connecting_is_not_overwritten(
 
     frontend.kick()  # the guest sees Closing and closes
     yield waitKey(xs, f"{back}/state", predicate=lambda value: value == S[XenbusState.Closed])
-    yield waitFor(lambda: "<vfb/0 of domain 5> released" in backend.log(), 10,
-                  "the display to be released")
+    yield waitFor(lambda: "<vfb/0 of domain 5> released" in backend.log(),
+                  "the display to be released", 10)
     assert (yield xs.read(f"{back}/online")) == "0"
     assert frontend.state == XenbusState.Closed
     # The keyboard, held up as long, connected as usual.
@@ -88,7 +84,7 @@ def test_destroy_while_connecting_is_not_overwritten(
 
 @pytest_twisted.inlineCallbacks
 def test_failure_for_a_removed_area_stays_out_of_the_new_one(
-        xs, guestFactory, backendProcess, xenstoreProxy):  # noqa: F811
+        xs, guestFactory, backendProcess, xenstoreProxy):
     """A display is created, removed and created again with the same id while the
     backend is still starting the first: it finds that one gone and fails.  The
     failure belongs to the removed area and must not land in the new one (which
@@ -119,7 +115,7 @@ def test_failure_for_a_removed_area_stays_out_of_the_new_one(
 
 @pytest_twisted.inlineCallbacks
 def test_areas_written_anew_start_the_device_from_scratch(
-        xs, guestFactory, backendProcess):  # noqa: F811
+        xs, guestFactory, backendProcess):
     """The toolstack writes a Connected display's areas anew, both removed and written
     in one transaction with `state` back to Initialising (what reboot, restore and a
     restarted toolstack do).  The backend drops the old connection and serves the new
@@ -151,7 +147,7 @@ def test_areas_written_anew_start_the_device_from_scratch(
     def drawn():
         return (yield screenshot(backend)).getpixel((15, 15)) == (0, 0, 255)
 
-    yield waitFor(drawn, 10, "the guest's drawing in the new connection's copy")
+    yield waitFor(drawn, "the guest's drawing in the new connection's copy", 10)
     reply = yield status(backend)
     assert all(device["connected"] for device in reply["devices"])
     backend.assertHealthy()

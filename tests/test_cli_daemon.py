@@ -10,27 +10,18 @@ import re
 import stat
 import subprocess
 
-import pytest
 from PIL import Image
 
 from tests.helpers_daemon import (
     EXAMPLES,
     XEND_VFB,
-    DaemonRun,
     allConnected,
     devices,
-    waitUntil,
 )
+from tests.helpers_wait import waitUntil
 from xend_vfb.guest.pattern import patternBytes
 
 NO_DAEMON = "Error: the xend-vfb daemon is not running (start it with: xend-vfb daemon)"
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 def example(tmp_path, name, **replace):

@@ -5,28 +5,18 @@ import os
 import re
 import signal
 
-import pytest
-
 from tests.helpers_daemon import (
     EXAMPLES,
-    DaemonRun,
     VncClient,
     allConnected,
     devices,
-    waitUntil,
 )
+from tests.helpers_wait import waitUntil
 
 #: Any node of device 1 (either class) of domain 1: frontend, backend or private record.
 LEFTOVER = re.compile(r"(device/(vfb|vkbd)/1|backend/(vfb|vkbd)/1/1)(/|$)")
 #: Linux KEY_A: what the en-us keymap turns the keysym 'a' into.
 KEY_A = 30
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 def keyEvents(run, domid, dev):

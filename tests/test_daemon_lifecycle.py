@@ -15,7 +15,8 @@ import signal
 import pytest
 from PIL import Image
 
-from tests.helpers_daemon import DaemonRun, VncClient, allConnected, devices, waitUntil
+from tests.helpers_daemon import DaemonRun, VncClient, allConnected, devices
+from tests.helpers_wait import waitUntil
 from xend_vfb import jsonline
 from xend_vfb.procid import ProcessId
 
@@ -23,13 +24,6 @@ PASSWORD_NODE = "/xend-vfb/{domid}/device/vfb/0/vncpasswd"
 
 #: Each test lives through several guest lifetimes: allow for a loaded machine.
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 def guestConfig(tmp_path, name="life", extra=""):

@@ -13,7 +13,6 @@ import glob
 import os
 import signal
 
-import pytest
 from PIL import Image
 
 from tests.helpers_daemon import (
@@ -22,18 +21,11 @@ from tests.helpers_daemon import (
     VncClient,
     allConnected,
     devices,
-    waitUntil,
 )
+from tests.helpers_wait import waitUntil
 from xend_vfb.guest.pattern import patternBytes
 
 DEMO = os.path.join(EXAMPLES, "demo.cfg")
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 def victimConfig(tmp_path, name="victim"):

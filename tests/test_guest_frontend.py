@@ -113,7 +113,7 @@ def test_connected_framebuffer_holds_the_pattern(xs, guestFactory, backends):
     assert page.mem_length == memLength(800, 600) == 1921024
     assert backend.screen(800, 600, 3200) == patternBytes(800, 600, DOMID, 0)
     # Connected: the whole screen, once, notified.
-    yield waitFor(lambda: backend.notified, what="a notification")
+    yield waitFor(lambda: backend.notified, "a notification")
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
     assert frontend.state == XenbusState.Connected
 
@@ -121,7 +121,7 @@ def test_connected_framebuffer_holds_the_pattern(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_update_and_draw_reach_the_out_ring(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     frontend.update(10, 20, 30, 40)
     frontend.draw(1, 2, 2, 1, b"\x01\x02\x03\x00\x04\x05\x06\x00")
     assert backend.outEvents() == [fbif.UpdateEvent(10, 20, 30, 40), fbif.UpdateEvent(1, 2, 2, 1)]
@@ -143,9 +143,9 @@ def test_no_updates_without_request_update(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_refresh_period_zero_stops_updates(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     backend.send(fbif.RefreshPeriodEvent(0))
-    yield waitFor(backend.inConsumed, what="the guest to take the event")
+    yield waitFor(backend.inConsumed, "the guest to take the event")
     assert frontend.refreshPeriod == 0
     frontend.update(5, 5, 5, 5)
     frontend.redraw()
@@ -154,15 +154,15 @@ def test_refresh_period_zero_stops_updates(xs, guestFactory, backends):
     # Watched again: one full-screen update, notified.
     before = backend.notified
     backend.send(fbif.RefreshPeriodEvent(50))
-    yield waitFor(backend.pendingOut, what="an update")
-    yield waitFor(lambda: backend.notified > before, what="a notification")
+    yield waitFor(backend.pendingOut, "an update")
+    yield waitFor(lambda: backend.notified > before, "a notification")
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
 
 
 @pytest_twisted.inlineCallbacks
 def test_full_out_ring_is_never_overrun(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     length = fbif.OUT_RING.length
     for i in range(length + 10):
         frontend.update(i, 0, 1, 1)
@@ -171,18 +171,18 @@ def test_full_out_ring_is_never_overrun(xs, guestFactory, backends):
     assert first == [fbif.UpdateEvent(i, 0, 1, 1) for i in range(length)]
     # The backend consumed: it notifies, and the rest follows.
     backend.channel.notify()
-    yield waitFor(backend.pendingOut, what="the rest")
+    yield waitFor(backend.pendingOut, "the rest")
     assert backend.outEvents() == [fbif.UpdateEvent(i, 0, 1, 1) for i in range(length, length + 10)]
 
 
 @pytest_twisted.inlineCallbacks
 def test_full_out_ring_falls_back_to_one_full_update(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     for i in range(fbif.OUT_RING.length + 3):
         frontend.update(i, 0, 1, 1)
     backend.outEvents()  # consumed without a notification: the retry timer sends
-    yield waitFor(backend.pendingOut, what="the fallback update")
+    yield waitFor(backend.pendingOut, "the fallback update")
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
 
 
@@ -191,7 +191,7 @@ def test_resize(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(
         xs, guestFactory, backends, keys={"request-update": "1", "feature-resize": "1"}
     )
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     frontend.resize(640, 480)
     assert backend.outEvents() == [
         fbif.ResizeEvent(640, 480, 2560, 32, 0),
@@ -227,7 +227,7 @@ def test_vkbd_events_go_to_input_log(xs, guestFactory, backends, runDir, grant):
         kbdif.KeyEvent(False, kbdif.BTN_LEFT),
     )
     path = guestDir(runDir, DOMID) / "input.jsonl"
-    yield waitFor(lambda: path.exists() and path.read_text().count("\n") == 4, what="4 lines")
+    yield waitFor(lambda: path.exists() and path.read_text().count("\n") == 4, "4 lines")
     assert path.read_text().splitlines() == [
         '{"dev": "vkbd/0", "type": "key", "keycode": 30, "pressed": true}',
         '{"dev": "vkbd/0", "type": "motion", "rel_x": 1, "rel_y": 0, "rel_z": 0}',
@@ -254,7 +254,7 @@ def test_hotplug_and_removal(xs, guestFactory):
     frontend = guest.device("vfb", 1)
     assert frontend.framebuffer is not None
     yield xs.rm(path)
-    yield waitFor(lambda: frontend.gone, what="removal")
+    yield waitFor(lambda: frontend.gone, "removal")
     assert guest.devices == {}
     assert frontend.framebuffer is None and frontend.port is None
     assert not (yield xs.exists(path))  # not re-created by a late write
@@ -288,7 +288,7 @@ def test_backend_closing_then_reinitialise(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_backend_restart_while_connected(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents)
+    yield waitFor(backend.outEvents, "TODO")
     port = yield xs.read(VFB + "/event-channel")
     backend.unbind()
     yield backend.setState(XenbusState.InitWait)
@@ -298,7 +298,7 @@ def test_backend_restart_while_connected(xs, guestFactory, backends):
     assert (yield xs.read(VFB + "/state")) == str(int(XenbusState.Connected))
     before = backend.notified
     frontend.update(0, 0, 8, 8)
-    yield waitFor(lambda: backend.notified > before, what="a notification on the new binding")
+    yield waitFor(lambda: backend.notified > before, "a notification on the new binding")
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 8, 8)]
 
 
@@ -347,7 +347,7 @@ def test_animation_keeps_updating(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends, animate=0.01)
     seen = []
     while len(seen) < 4:
-        yield waitFor(backend.pendingOut, what="animation updates")
+        yield waitFor(backend.pendingOut, "animation updates")
         seen.extend(backend.outEvents())
     assert fbif.UpdateEvent(0, 568, 800, 32) in seen
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 import pytest_twisted
 
-from tests.guest_support import MEMORY_SIZE, Backend, toolstackAdd, waitFor, waitState
+from tests.guest_support import MEMORY_SIZE, Backend, toolstackAdd, waitState
+from tests.helpers_wait import waitFor
 from xend_vfb.guest.pattern import patternBytes
 from xend_vfb.guestmem.emulated import createGuestMemory
 from xend_vfb.protocol import fbif
@@ -49,7 +50,7 @@ def spawn(xenstored, runDir):
 
 
 def waitExit(process, timeout=10.0):
-    return waitFor(lambda: process.poll() is not None, timeout, "the guest to exit")
+    return waitFor(lambda: process.poll() is not None, "the guest to exit", timeout)
 
 
 def test_program_is_installed():
@@ -87,11 +88,11 @@ def test_probe_connect_resize_and_sigterm_teardown(xs, spawn, runDir, tmp_path):
         yield backend.connect({"request-update": "1", "feature-resize": "1"})
         yield waitState(xs, vfb, XenbusState.Connected)
         assert backend.screen(800, 600, 3200) == patternBytes(800, 600, domid, 0)
-        yield waitFor(backend.pendingOut, what="the first update")
+        yield waitFor(backend.pendingOut, "the first update")
         assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
 
         process.send_signal(signal.SIGUSR1)
-        yield waitFor(lambda: backend.pendingOut() == 2, what="resize and update")
+        yield waitFor(lambda: backend.pendingOut() == 2, "resize and update")
         assert backend.outEvents() == [
             fbif.ResizeEvent(640, 480, 2560, 32, 0),
             fbif.UpdateEvent(0, 0, 640, 480),

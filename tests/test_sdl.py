@@ -15,16 +15,13 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.helpers_backend import (  # noqa: F401  (fixtures)
-    backendProcess,
+from tests.helpers_backend import (
     createDomain,
-    guestFactory,
-    runDir,
     status,
-    waitFor,
     waitKey,
     waitStates,
 )
+from tests.helpers_wait import waitFor
 from xend_vfb.backend.interfaces import IBackendContext
 from xend_vfb.backend.vfb import REFRESH_MS, VfbOps
 from xend_vfb.display.screen import IDisplay, IInputSink, Screen
@@ -394,7 +391,7 @@ def test_vfb_ops_report_a_window_that_cannot_open(monkeypatch):
 
 @pytest.mark.timeout(60)
 @pytest_twisted.inlineCallbacks
-def test_backend_serves_an_sdl_only_display(xs, guestFactory, backendProcess):  # noqa: F811
+def test_backend_serves_an_sdl_only_display(xs, guestFactory, backendProcess):
     domain, created = yield createDomain(xs, 7, vfbs=[{"vnc": False, "sdl": True,
                                                        "display": ":0"}])
     guest = yield guestFactory(7)
@@ -405,13 +402,13 @@ def test_backend_serves_an_sdl_only_display(xs, guestFactory, backendProcess):  
     assert vfb["sdl_display"] == ":0" and vfb["viewers"] == 1 and vfb["vnc_port"] is None
     # The window is a viewer: the guest is asked to refresh.
     frontend = guest.device("vfb", 0)
-    yield waitFor(lambda: frontend.refreshPeriod == REFRESH_MS, 10, "a refresh period")
+    yield waitFor(lambda: frontend.refreshPeriod == REFRESH_MS, "a refresh period", 10)
     backend.assertHealthy()
 
 
 @pytest.mark.timeout(60)
 @pytest_twisted.inlineCallbacks
-def test_backend_reports_a_window_it_cannot_open(xs, guestFactory, backendProcess,  # noqa: F811
+def test_backend_reports_a_window_it_cannot_open(xs, guestFactory, backendProcess,
                                                  monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
     yield createDomain(xs, 8, vfbs=[{"vnc": False, "sdl": True, "display": ":4095"}])

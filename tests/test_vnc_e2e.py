@@ -15,16 +15,13 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, ensureDeferred
 from vncdotool.client import AuthenticationError
 
-from tests.helpers_backend import (  # noqa: F401  (fixtures)
-    backendProcess,
+from tests.helpers_backend import (
     createDomain,
-    guestFactory,
     imageBytes,
-    runDir,
     status,
-    waitFor,
     waitStates,
 )
+from tests.helpers_wait import waitFor
 from tests.test_rfb_server import BTN_LEFT, BTN_RIGHT, KEY_H, KEY_I, connect, hangUp, roundTrip
 from xend_vfb.guest.pattern import patternBytes, pixel
 from xend_vfb.xenstore.paths import backendPath
@@ -39,7 +36,7 @@ DOMID = 6
 PATTERN = imageBytes(patternBytes(800, 600, DOMID, 0), 800, 600)
 
 
-async def served(xs, guestFactory, backendProcess, runDir, **vfbKeys):  # noqa: F811
+async def served(xs, guestFactory, backendProcess, runDir, **vfbKeys):
     """A guest with one display Connected to a real backend; (guest, backend, port)."""
     domain, created = await createDomain(xs, DOMID, vfbs=[vfbKeys])
     guest = await guestFactory(DOMID)
@@ -49,7 +46,7 @@ async def served(xs, guestFactory, backendProcess, runDir, **vfbKeys):  # noqa: 
     return guest, backend, port
 
 
-def inputEvents(runDir):  # noqa: F811
+def inputEvents(runDir):
     path = os.path.join(runDir, "guests", str(DOMID), "input.jsonl")
     if not os.path.exists(path):
         return []
@@ -57,8 +54,8 @@ def inputEvents(runDir):  # noqa: F811
         return [json.loads(line) for line in f if line.endswith("\n")]
 
 
-async def waitInput(runDir, count):  # noqa: F811
-    await waitFor(lambda: len(inputEvents(runDir)) >= count, 10, f"{count} input events")
+async def waitInput(runDir, count):
+    await waitFor(lambda: len(inputEvents(runDir)) >= count, f"{count} input events", 10)
     return inputEvents(runDir)
 
 
@@ -75,11 +72,11 @@ async def captured(client, expected, what):
         await client.refreshScreen(incremental=False)
         return client.screen.tobytes() == expected
 
-    await waitFor(lambda: ensureDeferred(check()), 10, what)
+    await waitFor(lambda: ensureDeferred(check()), what, 10)
 
 
 @pytest_twisted.ensureDeferred
-async def test_capture_equals_guest_pattern(xs, guestFactory, backendProcess, runDir):  # noqa: F811
+async def test_capture_equals_guest_pattern(xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
     client = await connect(port)
     assert (client.width, client.height) == (800, 600)
@@ -99,7 +96,7 @@ async def test_capture_equals_guest_pattern(xs, guestFactory, backendProcess, ru
 
 
 @pytest_twisted.ensureDeferred
-async def test_typing_reaches_the_guest(xs, guestFactory, backendProcess, runDir):  # noqa: F811
+async def test_typing_reaches_the_guest(xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
     client = await connect(port)
     for char in "hi":
@@ -116,7 +113,7 @@ async def test_typing_reaches_the_guest(xs, guestFactory, backendProcess, runDir
 
 
 @pytest_twisted.ensureDeferred
-async def test_pointer_reaches_the_guest(xs, guestFactory, backendProcess, runDir):  # noqa: F811
+async def test_pointer_reaches_the_guest(xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
     client = await connect(port)
     client.mouseMove(10, 20)
@@ -138,7 +135,7 @@ async def test_pointer_reaches_the_guest(xs, guestFactory, backendProcess, runDi
 
 @pytest_twisted.ensureDeferred
 async def test_password_accepted_and_refused(
-        xs, guestFactory, backendProcess, runDir):  # noqa: F811
+        xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir,
                                         vncpasswd="s3cret!")
     # The password lives in the private record, not where the guest can read it.
@@ -155,7 +152,7 @@ async def test_password_accepted_and_refused(
 
 @pytest_twisted.ensureDeferred
 async def test_resize_by_the_guest_seen_by_the_client(
-        xs, guestFactory, backendProcess, runDir):  # noqa: F811
+        xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
     client = await connect(port)
     await client.refreshScreen()
@@ -183,7 +180,7 @@ async def test_resize_by_the_guest_seen_by_the_client(
 
 @pytest_twisted.ensureDeferred
 async def test_two_clients_and_one_leaving_mid_update(
-        xs, guestFactory, backendProcess, runDir):  # noqa: F811
+        xs, guestFactory, backendProcess, runDir):
     guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
     steady = await connect(port)
     await steady.refreshScreen()
@@ -209,7 +206,7 @@ async def test_two_clients_and_one_leaving_mid_update(
     async def oneViewer():
         return (await viewers(backend)) == 1
 
-    await waitFor(lambda: ensureDeferred(oneViewer()), 10, "the leaver to be gone")
+    await waitFor(lambda: ensureDeferred(oneViewer()), "the leaver to be gone", 10)
     guest.device("vfb", 0).draw(0, 0, 800, 600, pixel(200, 10, 10) * (800 * 600))
     await captured(steady, imageBytes(pixel(200, 10, 10) * (800 * 600), 800, 600),
                    "the redraw at the steady client")
