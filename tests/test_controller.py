@@ -15,6 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from tests.helpers_xenstore import traced, writes
 from xend_vfb.controller import DevController
 from xend_vfb.devices import DEVICE_CLASSES, VFB, VKBD, classNamed
 from xend_vfb.errors import DeviceError, XenstoreError
@@ -103,33 +104,6 @@ def tree(base, **areas):
 def area(path, perms, keys):
     """An area and its keys, all with the same permissions."""
     return {path: ("", perms), **{f"{path}/{k}": (v, perms) for k, v in keys.items()}}
-
-
-_TRACE = re.compile(r"^IN 0x[0-9a-f]+ \d{8} \d\d:\d\d:\d\d (\w+) \((.*)\)$")
-
-
-def traced(xenstored):
-    """Every request in xenstored's trace as (op, payload words)."""
-    requests = []
-    with open(xenstored.tracePath, errors="replace") as f:
-        for line in f:
-            match = _TRACE.match(line.rstrip("\n"))
-            if match:
-                requests.append((match.group(1), match.group(2).split(" ")))
-    return requests
-
-
-def writes(xenstored, prefix=""):
-    """(path, value) of every WRITE under `prefix`, in the order xenstored got them."""
-    return [
-        (words[0], " ".join(words[1:]))
-        for op, words in traced(xenstored)
-        if op == "WRITE" and words[0].startswith(prefix)
-    ]
-
-
-def removes(xenstored):
-    return [words[0] for op, words in traced(xenstored) if op == "RM"]
 
 
 class StubBackend:

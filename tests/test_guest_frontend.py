@@ -7,7 +7,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from tests.guest_support import MEMORY_SIZE, Backend, sleep, toolstackAdd, waitFor, waitState
+from tests.guest_support import MEMORY_SIZE, Backend, toolstackAdd, waitState
+from tests.helpers_wait import waitFor
+from tests.helpers_xenstore import mark, traced, writes
 from xend_vfb.guest.domain import GuestDomain, GuestOptions
 from xend_vfb.guest.fb import memLength
 from xend_vfb.guest.pattern import patternBytes
@@ -121,7 +123,7 @@ def test_connected_framebuffer_holds_the_pattern(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_update_and_draw_reach_the_out_ring(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents, "TODO")
+    yield waitFor(backend.outEvents, "the first full-screen update")
     frontend.update(10, 20, 30, 40)
     frontend.draw(1, 2, 2, 1, b"\x01\x02\x03\x00\x04\x05\x06\x00")
     assert backend.outEvents() == [fbif.UpdateEvent(10, 20, 30, 40), fbif.UpdateEvent(1, 2, 2, 1)]
@@ -132,24 +134,32 @@ def test_update_and_draw_reach_the_out_ring(xs, guestFactory, backends):
         frontend.draw(799, 0, 2, 1, bytes(8))
 
 
+def handled(backend, event):
+    """Send `event` and wait until the guest took it: its event handler (which flushes
+    what waits into the out ring) has run to its end."""
+    backend.send(event)
+    return waitFor(backend.inConsumed, f"the guest to take {event}")
+
+
 @pytest_twisted.inlineCallbacks
 def test_no_updates_without_request_update(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends, keys={})
     frontend.update(0, 0, 1, 1)
-    yield sleep(0.05)
+    # The guest flushes on every event from the backend: after this one, still nothing.
+    yield handled(backend, fbif.RefreshPeriodEvent(50))
+    assert frontend.refreshPeriod == 50
     assert backend.pendingOut() == 0
 
 
 @pytest_twisted.inlineCallbacks
 def test_refresh_period_zero_stops_updates(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents, "TODO")
-    backend.send(fbif.RefreshPeriodEvent(0))
-    yield waitFor(backend.inConsumed, "the guest to take the event")
+    yield waitFor(backend.outEvents, "the first full-screen update")
+    yield handled(backend, fbif.RefreshPeriodEvent(0))
     assert frontend.refreshPeriod == 0
     frontend.update(5, 5, 5, 5)
     frontend.redraw()
-    yield sleep(0.05)
+    yield handled(backend, fbif.RefreshPeriodEvent(0))  # a flush: still nothing
     assert backend.pendingOut() == 0
     # Watched again: one full-screen update, notified.
     before = backend.notified
@@ -162,7 +172,7 @@ def test_refresh_period_zero_stops_updates(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_full_out_ring_is_never_overrun(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents, "TODO")
+    yield waitFor(backend.outEvents, "the first full-screen update")
     length = fbif.OUT_RING.length
     for i in range(length + 10):
         frontend.update(i, 0, 1, 1)
@@ -178,7 +188,7 @@ def test_full_out_ring_is_never_overrun(xs, guestFactory, backends):
 @pytest_twisted.inlineCallbacks
 def test_full_out_ring_falls_back_to_one_full_update(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents, "TODO")
+    yield waitFor(backend.outEvents, "the first full-screen update")
     for i in range(fbif.OUT_RING.length + 3):
         frontend.update(i, 0, 1, 1)
     backend.outEvents()  # consumed without a notification: the retry timer sends
@@ -191,7 +201,7 @@ def test_resize(xs, guestFactory, backends):
     frontend, backend = yield connectVfb(
         xs, guestFactory, backends, keys={"request-update": "1", "feature-resize": "1"}
     )
-    yield waitFor(backend.outEvents, "TODO")
+    yield waitFor(backend.outEvents, "the first full-screen update")
     frontend.resize(640, 480)
     assert backend.outEvents() == [
         fbif.ResizeEvent(640, 480, 2560, 32, 0),
@@ -261,41 +271,47 @@ def test_hotplug_and_removal(xs, guestFactory):
 
 
 @pytest_twisted.inlineCallbacks
-def test_backend_closing_then_reinitialise(xs, guestFactory, backends):
+def test_backend_closing_then_reinitialise(xs, xenstored, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
     oldPort = yield xs.read(VFB + "/event-channel")
     backend.close()
     yield backend.setState(XenbusState.Closing)
     yield waitState(xs, VFB, XenbusState.Closed)
     assert frontend.framebuffer is None and frontend.port is None
+    since = mark(xenstored)
     yield backend.setState(XenbusState.Closed)
-    yield sleep(0.05)
-    assert frontend.state == XenbusState.Closed
     # A toolstack re-initialises the area (guest reboot, online=1): probe again,
     # even though the backend still says Closed from the old connection.
     yield xs.write(VFB + "/state", "1")
     yield waitState(xs, VFB, XenbusState.Initialised)
-    yield sleep(0.05)
-    assert frontend.state == XenbusState.Initialised
     assert (yield xs.read(VFB + "/event-channel")) == oldPort  # the lowest free port again
     yield backend.setState(XenbusState.InitWait)
     again = backends("vfb")
     yield again.connect({"request-update": "1"})
     yield waitState(xs, VFB, XenbusState.Connected)
     assert again.screen(800, 600, 3200) == patternBytes(800, 600, DOMID, 0)
+    # The guest handles changes one at a time, in order: it reached Connected after
+    # handling the old backend's Closed, and neither that nor the probe closed it.
+    assert [value for _, value in writes(xenstored, VFB + "/state", since)] == ["1", "3", "4"]
 
 
 @pytest_twisted.inlineCallbacks
-def test_backend_restart_while_connected(xs, guestFactory, backends):
+def test_backend_restart_while_connected(xs, xenstored, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
-    yield waitFor(backend.outEvents, "TODO")
+    yield waitFor(backend.outEvents, "the first full-screen update")
+    assert not frontend.featureResize
     port = yield xs.read(VFB + "/event-channel")
+    since = mark(xenstored)
     backend.unbind()
     yield backend.setState(XenbusState.InitWait)
     backend.bind(port)
+    yield xs.write(backend.be + "/feature-resize", "1")  # the new backend offers more
     yield backend.setState(XenbusState.Connected)
-    yield sleep(0.05)
-    assert (yield xs.read(VFB + "/state")) == str(int(XenbusState.Connected))
+    # Its keys read again: the guest has handled the restart (one change at a time, in
+    # order) and stayed Connected, without a write to its state.
+    yield waitFor(lambda: frontend.featureResize, "the guest to re-read the backend's keys")
+    assert frontend.state == XenbusState.Connected
+    assert writes(xenstored, VFB + "/state", since) == []
     before = backend.notified
     frontend.update(0, 0, 8, 8)
     yield waitFor(lambda: backend.notified > before, "a notification on the new binding")
@@ -303,7 +319,7 @@ def test_backend_restart_while_connected(xs, guestFactory, backends):
 
 
 @pytest_twisted.inlineCallbacks
-def test_guest_close_waits_for_backend(xs, guestFactory, backends):
+def test_guest_close_waits_for_backend(xs, xenstored, guestFactory, backends):
     frontend, backend = yield connectVfb(xs, guestFactory, backends)
     d = frontend.close(timeout=5)
     yield waitState(xs, VFB, XenbusState.Closing)
@@ -313,9 +329,15 @@ def test_guest_close_waits_for_backend(xs, guestFactory, backends):
     assert (yield xs.read(VFB + "/state")) == str(int(XenbusState.Closed))
     assert frontend.framebuffer is None
     # No re-probe while shutting down, even if a toolstack writes Initialising.
+    since = mark(xenstored)
     yield xs.write(VFB + "/state", "1")
-    yield sleep(0.05)
-    assert frontend.state == XenbusState.Closed
+    yield waitFor(lambda: ("READ", [VFB + "/state", ""]) in traced(xenstored, since + 1),
+                  "the guest to look at its state")
+    # Changes are handled one at a time: once the guest has seen its area go, it has
+    # finished with the Initialising it read.
+    yield xs.rm(VFB)
+    yield waitFor(lambda: frontend.gone, "the guest to see its area removed")
+    assert writes(xenstored, VFB, since + 1) == []
 
 
 @pytest_twisted.inlineCallbacks
