@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 from vncdotool import rfb
 
-from tests.test_rfb_server import FakeSink, connect, hangUp, roundTrip, startDisplay
+from tests.helpers_rfb import FakeSink, connect, hangUp, roundTrip, startDisplay
 from xend_vfb.display.screen import Screen
 
 pytestmark = [

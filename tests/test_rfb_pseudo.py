@@ -7,6 +7,7 @@ each pseudo-rectangle with what it carries.  Synchronisation is by update round 
 import pytest
 import pytest_twisted
 
+from tests.helpers_rfb import fill, startDisplay
 from tests.rfb_reference import (
     DESKTOP_SIZE,
     EXTENDED_DESKTOP_SIZE,
@@ -21,21 +22,13 @@ from tests.rfb_reference import (
     referenceConnect,
     significant,
 )
-from tests.test_rfb_server import FakeSink, fill
 from xend_vfb.display.screen import Screen
-from xend_vfb.rfb.server import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30)]
 
 PF = FORMATS["xrgb32"]
 CAPS_LOCK, NUM_LOCK = 0xFFE5, 0xFF7F
 XT_NUM_LOCK, XT_SCROLL_LOCK = 0x45, 0x46
-
-
-async def startDisplay(screen):
-    display = VNCDisplay(screen, FakeSink())
-    _, port = await display.start()
-    return display, port
 
 
 def pseudo(update, encoding):

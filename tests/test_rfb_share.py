@@ -10,8 +10,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
+from tests.helpers_rfb import FakeSink, startDisplay
 from tests.rfb_reference import FORMATS, RAW, ReferenceClient, close, referenceConnect
-from tests.test_rfb_server import FakeSink
 from xend_vfb.display.screen import Screen
 from xend_vfb.errors import ConfigError
 from xend_vfb.rfb.server import VNCDisplay
@@ -19,12 +19,6 @@ from xend_vfb.rfb.server import VNCDisplay
 pytestmark = [pytest.mark.timeout(30)]
 
 PF = FORMATS["xrgb32"]
-
-
-async def startDisplay(**kwargs):
-    display = VNCDisplay(Screen(16, 16), FakeSink(), **kwargs)
-    _, port = await display.start()
-    return display, port
 
 
 async def viewer(port, shared):
@@ -42,7 +36,7 @@ def _connectRefused(port, shared) -> Deferred:
 
 @pytest_twisted.ensureDeferred
 async def test_allow_exclusive_is_the_default():
-    display, port = await startDisplay()
+    display, port = await startDisplay(Screen(16, 16))
     first = await viewer(port, shared=True)
     second = await viewer(port, shared=True)
     assert display.viewers == 2
@@ -66,7 +60,7 @@ async def test_allow_exclusive_is_the_default():
 
 @pytest_twisted.ensureDeferred
 async def test_force_shared_refuses_exclusive_requests():
-    display, port = await startDisplay(share="force-shared")
+    display, port = await startDisplay(Screen(16, 16), share="force-shared")
     first = await viewer(port, shared=True)
     asking = await _connectRefused(port, shared=False)
     assert not asking.ready.called
@@ -79,7 +73,7 @@ async def test_force_shared_refuses_exclusive_requests():
 
 @pytest_twisted.ensureDeferred
 async def test_ignore_lets_everybody_in():
-    display, port = await startDisplay(share="ignore")
+    display, port = await startDisplay(Screen(16, 16), share="ignore")
     clients = [await viewer(port, shared=flag) for flag in (False, True, False)]
     assert display.viewers == 3
     for client in clients:

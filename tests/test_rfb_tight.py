@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
+from tests.helpers_rfb import fill, startDisplay
 from tests.rfb_reference import (
     FORMATS,
     TIGHT,
@@ -23,9 +24,8 @@ from tests.rfb_reference import (
     referenceConnect,
     significant,
 )
-from tests.test_rfb_server import FakeSink, fill
 from xend_vfb.display.screen import Screen
-from xend_vfb.rfb.server import LOSSLESS_REFRESH_SECONDS, VNCDisplay
+from xend_vfb.rfb.server import LOSSLESS_REFRESH_SECONDS
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -61,12 +61,6 @@ def photo(screen: Screen) -> None:
         bytes(((x * 3 + y) & 0xFF, (x + y * 2) & 0xFF, (x * y // 64) & 0xFF, 0))
         for y in range(screen.height) for x in range(w)
     )
-
-
-async def startDisplay(screen, **kwargs):
-    display = VNCDisplay(screen, FakeSink(), **kwargs)
-    _, port = await display.start()
-    return display, port
 
 
 @pytest_twisted.ensureDeferred

@@ -21,8 +21,8 @@ from tests.helpers_backend import (
     status,
     waitStates,
 )
+from tests.helpers_rfb import BTN_LEFT, BTN_RIGHT, KEY_H, KEY_I, connect, hangUp, roundTrip
 from tests.helpers_wait import waitFor
-from tests.test_rfb_server import BTN_LEFT, BTN_RIGHT, KEY_H, KEY_I, connect, hangUp, roundTrip
 from xend_vfb.guest.pattern import patternBytes, pixel
 from xend_vfb.xenstore.paths import backendPath
 
