@@ -12,6 +12,7 @@ import random
 import warnings
 from contextlib import contextmanager
 
+import pytest
 from PIL import Image
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -23,6 +24,14 @@ from zope.interface import implementer
 
 from xend_vfb.display.screen import IInputSink, Screen
 from xend_vfb.rfb.server import VNCDisplay
+
+#: Marks for a module whose tests run vncdotool.
+VNCDOTOOL_WARNINGS = [
+    # vncdotool answers VNC authentication through cryptography's (deprecated) TripleDES.
+    pytest.mark.filterwarnings("ignore:TripleDES has been moved"),
+    # vncdotool flags subclasses overriding its update hooks, as `connect` makes.
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]
 
 KEY_LEFTSHIFT, KEY_RIGHTALT = 42, 100
 KEY_A, KEY_H, KEY_I, KEY_Q, KEY_Y, KEY_Z, KEY_1 = 30, 35, 23, 16, 21, 44, 2

@@ -30,6 +30,7 @@ from tests.helpers_rfb import (
     KEY_RIGHTALT,
     KEY_Y,
     KEY_Z,
+    VNCDOTOOL_WARNINGS,
     Client,
     FakeSink,
     connect,
@@ -44,13 +45,7 @@ from xend_vfb.display.screen import IDisplay, IScreenObserver, Screen
 from xend_vfb.errors import ConfigError, DeviceError
 from xend_vfb.rfb.server import VNC_BASE_PORT, RFBServerProtocol, VNCDisplay
 
-pytestmark = [
-    pytest.mark.timeout(30),
-    # vncdotool answers VNC authentication through cryptography's (deprecated) TripleDES.
-    pytest.mark.filterwarnings("ignore:TripleDES has been moved"),
-    # vncdotool flags subclasses overriding its update hooks, as `connect` makes.
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-]
+pytestmark = [pytest.mark.timeout(30), *VNCDOTOOL_WARNINGS]
 
 
 def test_interfaces():

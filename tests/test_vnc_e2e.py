@@ -21,16 +21,21 @@ from tests.helpers_backend import (
     status,
     waitStates,
 )
-from tests.helpers_rfb import BTN_LEFT, BTN_RIGHT, KEY_H, KEY_I, connect, hangUp, roundTrip
+from tests.helpers_rfb import (
+    BTN_LEFT,
+    BTN_RIGHT,
+    KEY_H,
+    KEY_I,
+    VNCDOTOOL_WARNINGS,
+    connect,
+    hangUp,
+    roundTrip,
+)
 from tests.helpers_wait import waitFor
 from xend_vfb.guest.pattern import patternBytes, pixel
 from xend_vfb.xenstore.paths import backendPath
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.filterwarnings("ignore:TripleDES has been moved"),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-]
+pytestmark = [pytest.mark.timeout(60), *VNCDOTOOL_WARNINGS]
 
 DOMID = 6
 PATTERN = imageBytes(patternBytes(800, 600, DOMID, 0), 800, 600)
