@@ -27,22 +27,14 @@ import sys
 import tempfile
 import time
 
-BIN = os.path.dirname(sys.executable)
-XEND_VFB = os.path.join(BIN, "xend-vfb")
+from support import XEND_VFB, cli
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "examples")
 TARGET_RATIO = 2.0
 #: Reports the peak RSS of the command it runs (Debian package `time`).
 GNU_TIME = "/usr/bin/time"
 RSS_RUNS = 5
-
-
-def cli(env: dict, *args: str) -> str:
-    result = subprocess.run([XEND_VFB, *args], env=env, capture_output=True, text=True,
-                            timeout=600)
-    if result.returncode != 0:
-        raise SystemExit(f"xend-vfb {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
 
 
 def timed(command: list[str], env: dict) -> float:

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 
-BIN = os.path.dirname(sys.executable)
-XEND_VFB = os.path.join(BIN, "xend-vfb")
+from support import XEND_VFB
+
 CONFIG = "(vm (name bench) (memory 32) (device (vkbd)) (device (vfb (vnc 1) (vncunused 1))))"
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -26,21 +26,13 @@ import sys
 import tempfile
 import time
 
-BIN = os.path.dirname(sys.executable)
-XEND_VFB = os.path.join(BIN, "xend-vfb")
+from support import XEND_VFB, cli
+
 TARGET_SECONDS = 2.0
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from xend_vfb import jsonline  # noqa: E402
 from xend_vfb.procid import ProcessId  # noqa: E402
-
-
-def cli(env: dict, *args: str) -> str:
-    result = subprocess.run([XEND_VFB, *args], env=env, capture_output=True, text=True,
-                            timeout=600)
-    if result.returncode != 0:
-        raise SystemExit(f"xend-vfb {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
 
 
 def record(path: str) -> ProcessId | None:
