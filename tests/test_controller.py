@@ -6,16 +6,15 @@ xenstored's own request trace; nothing looks at the controller's internals.
 
 import errno
 import re
-import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from tests.helpers_xenstore import traced, writes
+from tests.helpers_wait import waitFor
+from tests.helpers_xenstore import mark, traced, writes
 from xend_vfb.controller import DevController
 from xend_vfb.devices import DEVICE_CLASSES, VFB, VKBD, classNamed
 from xend_vfb.errors import DeviceError, XenstoreError
@@ -33,10 +32,6 @@ DOM0 = ["n0"]  # domain 0 only: the toolstack-private record, dom0's own nodes
 FE = "/local/domain/5/device"
 BE = "/local/domain/0/backend"
 PRIV = "/xend-vfb/5/device"
-
-
-def sleep(seconds):
-    return deferLater(reactor, seconds, lambda: None)
 
 
 # -- a host, a tree dump, the trace ------------------------------------------------
@@ -108,11 +103,12 @@ def area(path, perms, keys):
 
 class StubBackend:
     """Plays the backend on its own connection: answers a device's `state` the way
-    the xend-vfb backend will."""
+    the xend-vfb backend will.  Its hotplug answer waits for `answerWhen` (a Deferred)
+    if one is given, so that a test can choose the moment."""
 
-    def __init__(self, xs, path, hotplug=None, closes=True):
+    def __init__(self, xs, path, hotplug=None, closes=True, answerWhen=None):
         self.xs, self.path, self.hotplug, self.closes = xs, path, hotplug, closes
-        self.busy = False
+        self.answerWhen = answerWhen
 
     @inlineCallbacks
     def start(self):
@@ -123,7 +119,9 @@ class StubBackend:
     def react(self):
         state = yield self.xs.readOrNone(f"{self.path}/state")
         if state == "1" and self.hotplug is not None:
-            yield sleep(0.02)  # answered from the watch, not the first look
+            if self.answerWhen is not None:
+                yield self.answerWhen
+                self.answerWhen = None
             status, why = self.hotplug
             if why is not None:
                 yield self.xs.write(f"{self.path}/hotplug-error", why)
@@ -366,13 +364,30 @@ class FailingTransaction:
 # -- waiting for the backend ---------------------------------------------------
 
 
+def lookedAt(xenstored, path, since):
+    """Whether a waiter watched the backend area at `path` and then read its
+    hotplug-status (its first look), in xenstored's trace from `since` on."""
+    requests = [(op, words[0]) for op, words in traced(xenstored, since)]
+    if ("WATCH", path) not in requests:
+        return False
+    return ("READ", f"{path}/hotplug-status") in requests[requests.index(("WATCH", path)):]
+
+
 @pytest_twisted.inlineCallbacks
-def test_wait_for_device_connected(xs, other, host):
+def test_wait_for_device_connected(xs, xenstored, other, host):
     control = vfb(xs)
     yield control.createDevice(SECRET_VFB)
-    backend = StubBackend(other, f"{BE}/vfb/5/0", hotplug=("connected", None))
+    answer = Deferred()
+    backend = StubBackend(other, f"{BE}/vfb/5/0", hotplug=("connected", None),
+                          answerWhen=answer)
     yield backend.start()
-    assert (yield control.waitForDevice(0, timeout=5)) is None
+    since = mark(xenstored)
+    waiting = control.waitForDevice(0, timeout=5)
+    # Answered only after the first look: it reaches the waiter through its watch.
+    yield waitFor(lambda: lookedAt(xenstored, f"{BE}/vfb/5/0", since),
+                  "the controller's first look at the backend")
+    answer.callback(None)
+    assert (yield waiting) is None
     assert (yield xs.read(f"{BE}/vfb/5/0/hotplug-status")) == "connected"
     # Already connected: returns at once.
     yield control.waitForDevice(0, timeout=5)
@@ -389,32 +404,48 @@ def test_wait_for_device_error_carries_hotplug_error_verbatim(xs, other, host):
     assert str(info.value) == f"Device 0 (vfb) could not be connected: {why}"
 
 
+def timing(clock, waiting, timeout):
+    """Let `timeout` seconds pass on `clock` for a wait that started its timer: not
+    over a moment before, then over; the wait's Deferred."""
+    clock.advance(timeout - 0.5)
+    assert not waiting.called
+    clock.advance(0.5)
+    return waiting
+
+
 @pytest_twisted.inlineCallbacks
 def test_wait_for_device_timeout_says_what_was_seen(xs, host):
-    control = vkbd(xs)
+    clock = Clock()
+    control = VkbdifController(xs, DOMID, NAME, reactor=clock)
     yield control.createDevice(VkbdConfig())
-    started = time.monotonic()
+    waiting = control.waitForDevice(0, timeout=2)
+    yield waitFor(clock.getDelayedCalls, "the wait to start its timer")
     with pytest.raises(DeviceError) as info:
-        yield control.waitForDevice(0, timeout=0.2)
-    assert time.monotonic() - started >= 0.2
+        yield timing(clock, waiting, 2)
     assert str(info.value) == (
-        "Device 0 (vkbd) could not be connected: no answer from its backend within 0.2 s "
+        "Device 0 (vkbd) could not be connected: no answer from its backend within 2 s "
         "(backend state Initialising, hotplug-status not written)")
     # A backend that moved but never reported.
     yield xs.write(f"{BE}/vkbd/5/0/state", "2")
+    waiting = control.waitForDevice(0, timeout=1.5)
+    yield waitFor(clock.getDelayedCalls, "the wait to start its timer")
     with pytest.raises(DeviceError) as info:
-        yield control.waitForDevice(0, timeout=0.1)
-    assert str(info.value).endswith("within 0.1 s (backend state InitWait, "
+        yield timing(clock, waiting, 1.5)
+    assert str(info.value).endswith("within 1.5 s (backend state InitWait, "
                                     "hotplug-status not written)")
 
 
 @pytest_twisted.inlineCallbacks
-def test_wait_for_device_whose_area_goes_away(xs, other, host):
+def test_wait_for_device_whose_area_goes_away(xs, xenstored, other, host):
     control = vfb(xs)
     yield control.createDevice(SECRET_VFB)
-    reactor.callLater(0.05, other.rm, f"{BE}/vfb/5/0")
+    since = mark(xenstored)
+    waiting = control.waitForDevice(0, timeout=5)
+    yield waitFor(lambda: lookedAt(xenstored, f"{BE}/vfb/5/0", since),
+                  "the controller's first look at the backend")
+    yield other.rm(f"{BE}/vfb/5/0")
     with pytest.raises(DeviceError) as info:
-        yield control.waitForDevice(0, timeout=5)
+        yield waiting
     assert str(info.value) == "Device 0 (vfb) could not be connected: its backend area was removed"
 
 
@@ -460,7 +491,8 @@ def test_forced_destroy_does_not_wait(xs, xenstored, host):
 @pytest_twisted.inlineCallbacks
 def test_destroy_timeout_removes_anyway(xs, host):
     before = yield dump(xs)
-    control = vkbd(xs)
+    clock = Clock()
+    control = VkbdifController(xs, DOMID, NAME, reactor=clock)
     yield control.createDevice(VkbdConfig())
     warnings = []
 
@@ -469,15 +501,15 @@ def test_destroy_timeout_removes_anyway(xs, host):
             warnings.append(formatEvent(event))
 
     globalLogPublisher.addObserver(observe)
-    started = time.monotonic()
     try:
-        yield control.destroyDevice(0, timeout=0.2)
+        destroying = control.destroyDevice(0, timeout=2)
+        yield waitFor(clock.getDelayedCalls, "the destroy to start its timer")
+        yield timing(clock, destroying, 2)
     finally:
         globalLogPublisher.removeObserver(observe)
-    assert time.monotonic() - started >= 0.2
     assert (yield dump(xs)) == before
     assert warnings == [
-        "Device 0 (vkbd) did not close: no answer from its backend within 0.2 s "
+        "Device 0 (vkbd) did not close: no answer from its backend within 2 s "
         "(backend state Closing, hotplug-status not written); removing it anyway"]
 
 
