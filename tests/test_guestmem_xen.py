@@ -13,9 +13,9 @@ import struct
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
+from tests.helpers_wait import waitFor
 from xend_vfb.errors import GuestError, XendVfbError
 from xend_vfb.guestmem import guestmemFor, xen
 from xend_vfb.guestmem.base import PAGE_SIZE
@@ -290,9 +290,11 @@ def test_pendingPortsAreUnmaskedAndCoalesced(channels, fake):
     assert (a.localPort, b.localPort) == (105, 106)
     fake.fire(105, 106, 105, 999)
     yield first.next()
-    yield deferLater(reactor, 0.05, lambda: None)
-    assert (first.calls, second.calls) == (1, 1)
-    assert fake.unmasked == [105, 106, 105, 999]
+    # A later event on port 106 is handled after everything fired before it.
+    fake.fire(106)
+    yield waitFor(lambda: len(fake.unmasked) == 5 and second.calls == 2, "the later event")
+    assert (first.calls, second.calls) == (1, 2)
+    assert fake.unmasked == [105, 106, 105, 999, 106]
 
 
 def test_bindFailureIsAGuestError(channels):
