@@ -10,7 +10,7 @@ import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactor
 from zope.interface.verify import verifyObject
 
 from xend_vfb.errors import GuestError, XendVfbError
@@ -86,9 +86,22 @@ class Counter:
         return d.addTimeout(timeout, reactor)
 
 
-def settle(seconds=0.05):
-    """Let the reactor run long enough for stray events to show up."""
-    return deferLater(reactor, seconds, lambda: None)
+@pytest.fixture
+def manual(runDir):
+    """Backend-side event channels whose socket the test reads itself: `read()` runs
+    the reader once, as the reactor does when the socket is readable.  What a read
+    finds is what was sent before it, so a read that calls nobody proves nothing
+    is left."""
+    memoryReactor = MemoryReactor()
+    bound = EmulatedEventChannels(runDir, memoryReactor)
+
+    def read():
+        for reader in memoryReactor.getReaders():
+            reader.doRead()
+
+    bound.read = read
+    yield bound
+    bound.close()
 
 
 # -- interfaces ------------------------------------------------------------------------
@@ -357,42 +370,46 @@ def test_notifyBothWays(guest, channels):
     assert (guestEvents.calls, backendEvents.calls) == (1, 1)
 
 
-@pytest_twisted.inlineCallbacks
-def test_notificationsAreCoalesced(guest, channels):
+def test_notificationsAreCoalesced(guest, manual):
     events = Counter()
     port = guest.allocUnbound(Counter())
-    channels.bindInterdomain(DOMID, port, events)
+    manual.bindInterdomain(DOMID, port, events)
     for _ in range(5):
         guest.notify(port)
-    yield events.next()
-    yield settle()
+    manual.read()
+    assert events.calls == 1
+    manual.read()  # all five were taken by the first read
+    assert events.calls == 1
+
+
+def test_aFloodOfNotificationsNeverFails(guest, manual):
+    events = Counter()
+    port = guest.allocUnbound(Counter())
+    manual.bindInterdomain(DOMID, port, events)
+    for _ in range(1000):  # far past the socket's queue: the extra ones merge
+        guest.notify(port)
+    for _ in range(8):
+        manual.read()
+    assert 1 <= events.calls <= 4
+    before = events.calls
+    manual.read()  # nothing left
+    assert events.calls == before
+
+
+def test_notifyingAnUnboundPortIsANoOp(guest, manual):
+    events = Counter()
+    port = guest.allocUnbound(Counter())
+    guest.notify(port)  # no backend yet: the event is lost, as on Xen
+    manual.bindInterdomain(DOMID, port, events)
+    manual.read()
+    assert events.calls == 0
+    guest.notify(port)  # once bound, it arrives
+    manual.read()
     assert events.calls == 1
 
 
 @pytest_twisted.inlineCallbacks
-def test_aFloodOfNotificationsNeverFails(guest, channels):
-    events = Counter()
-    port = guest.allocUnbound(Counter())
-    channels.bindInterdomain(DOMID, port, events)
-    for _ in range(1000):  # far past the socket's queue: the extra ones merge
-        guest.notify(port)
-    yield events.next()
-    yield settle()
-    assert 1 <= events.calls <= 4
-
-
-@pytest_twisted.inlineCallbacks
-def test_notifyingAnUnboundPortIsANoOp(guest, channels):
-    events = Counter()
-    port = guest.allocUnbound(Counter())
-    guest.notify(port)  # no backend yet: the event is lost, as on Xen
-    channels.bindInterdomain(DOMID, port, events)
-    yield settle()
-    assert events.calls == 0
-
-
-@pytest_twisted.inlineCallbacks
-def test_rebindAfterTheBackendClosesItsEnd(runDir, guest, channels):
+def test_rebindAfterTheBackendClosesItsEnd(guest, channels, manual):
     first, second, guestEvents = Counter(), Counter(), Counter()
     port = guest.allocUnbound(guestEvents)
     channel = channels.bindInterdomain(DOMID, port, first)
@@ -400,12 +417,13 @@ def test_rebindAfterTheBackendClosesItsEnd(runDir, guest, channels):
     channel.close()
     guest.notify(port)  # nobody bound: silently dropped
     channel.notify()  # closed end: nothing
-    again = EmulatedEventChannels(runDir).bindInterdomain(DOMID, port, second)
+    again = manual.bindInterdomain(DOMID, port, second)
+    manual.read()
+    assert second.calls == 0  # the dropped one is not delivered late
     guest.notify(port)
-    yield second.next()
+    manual.read()
     again.notify()
     yield guestEvents.next()
-    yield settle()
     assert (first.calls, second.calls, guestEvents.calls) == (0, 1, 1)
     again.close()
 
@@ -448,7 +466,6 @@ def test_bindingInAGoneDomain(channels):
         channels.bindInterdomain(9, 1, Counter())
 
 
-@pytest_twisted.inlineCallbacks
 def test_guestClosingItsPort(guest, channels):
     port = guest.allocUnbound(Counter())
     channel = channels.bindInterdomain(DOMID, port, Counter())
@@ -459,7 +476,6 @@ def test_guestClosingItsPort(guest, channels):
         channels.bindInterdomain(DOMID, port, Counter())
     with pytest.raises(ValueError, match="not open"):
         guest.notify(port)
-    yield settle(0)
 
 
 def test_guestPortsAreTheLowestFree(guest):
