@@ -7,8 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
+from tests.helpers_wait import waitUntil
 from xend_vfb.backend.zygote import setCommandLine
 from xend_vfb.procid import ProcessId
 
@@ -46,6 +46,13 @@ def request(path, message):
         return json.loads(sock.makefile().readline())
 
 
+def renamed(pid):
+    """The first words of the process's command line once it is `xend-vfb-backend`."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        words = f.read().split(b"\0")[:3]
+    return words if words[0] == b"xend-vfb-backend" else None
+
+
 def test_zygote_forks_a_named_backend(tmp_path):
     path = str(tmp_path / "zygote.sock")
     zygote = subprocess.Popen(
@@ -62,18 +69,11 @@ def test_zygote_forks_a_named_backend(tmp_path):
         assert reply["ok"]
         child = ProcessId.of(reply["pid"])
         assert child is not None
-        deadline = time.monotonic() + 30
-        while True:  # the child renames itself just after the fork
-            with open(f"/proc/{child.pid}/cmdline", "rb") as f:
-                words = f.read().split(b"\0")[:3]
-            if words[0] == b"xend-vfb-backend" or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        # The child renames itself just after the fork.
+        words = waitUntil(lambda: renamed(child.pid), "the forked backend to rename itself")
         assert words == [b"xend-vfb-backend", b"--domid", b"3"]
         assert os.getsid(child.pid) == child.pid  # a session of its own
-        while child.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not child.alive()  # exited and was reaped by the zygote
+        waitUntil(lambda: not child.alive(), "the backend to exit and the zygote to reap it")
         assert "cannot connect to xenstored" in log.read_text()
         assert request(path, {"op": "frobnicate"}) == {
             "ok": False, "error": "zygote: unknown request 'frobnicate'"}
