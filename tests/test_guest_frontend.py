@@ -6,12 +6,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
 
 from tests.guest_support import MEMORY_SIZE, Backend, toolstackAdd, waitState
 from tests.helpers_wait import waitFor
 from tests.helpers_xenstore import mark, traced, writes
 from xend_vfb.guest.domain import GuestDomain, GuestOptions
-from xend_vfb.guest.fb import memLength
+from xend_vfb.guest.fb import RETRY_DELAY, memLength
 from xend_vfb.guest.pattern import patternBytes
 from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory, guestDir
 from xend_vfb.protocol import fbif, kbdif
@@ -32,25 +33,30 @@ def runDir(tmp_path):
     return path
 
 
-def startGuest(xs, runDir, **options):
-    memory = EmulatedGuestMemory(runDir, DOMID, reactor)
-    domain = GuestDomain(reactor, xs, memory, DOMID, GuestOptions(runDir=str(runDir), **options))
-    return domain
-
-
 @pytest.fixture
 def guestFactory(xs, runDir):
-    """Start a guest with the given options; stopped (briefly) after the test."""
+    """Start a guest with the given options, its timers (animation, retries, close
+    timeouts) on `clock` if one is given; stopped (briefly) after the test."""
     started = []
 
-    def start(**options):
-        domain = startGuest(xs, runDir, **options)
-        started.append(domain)
+    def start(clock=None, **options):
+        memory = EmulatedGuestMemory(runDir, DOMID, reactor)
+        domain = GuestDomain(clock or reactor, xs, memory, DOMID,
+                             GuestOptions(runDir=str(runDir), **options))
+        started.append((domain, clock))
         return domain.start().addCallback(lambda _: domain)
 
     yield start
-    for domain in started:
-        pytest_twisted.blockon(domain.stop(timeout=0.2))
+    for domain, clock in started:
+        stopping = domain.stop(timeout=0.2)
+        if clock is not None:
+            # Its close timeouts run on the test's clock: let them pass.
+            def over(clock=clock, stopping=stopping):
+                clock.advance(0.2)
+                return stopping.called
+
+            pytest_twisted.blockon(waitFor(over, "the guest to stop"))
+        pytest_twisted.blockon(stopping)
 
 
 @pytest.fixture
@@ -187,12 +193,15 @@ def test_full_out_ring_is_never_overrun(xs, guestFactory, backends):
 
 @pytest_twisted.inlineCallbacks
 def test_full_out_ring_falls_back_to_one_full_update(xs, guestFactory, backends):
-    frontend, backend = yield connectVfb(xs, guestFactory, backends)
+    clock = Clock()
+    frontend, backend = yield connectVfb(xs, guestFactory, backends, clock=clock)
     yield waitFor(backend.outEvents, "the first full-screen update")
     for i in range(fbif.OUT_RING.length + 3):
         frontend.update(i, 0, 1, 1)
     backend.outEvents()  # consumed without a notification: the retry timer sends
-    yield waitFor(backend.pendingOut, "the fallback update")
+    clock.advance(RETRY_DELAY / 2)
+    assert backend.pendingOut() == 0
+    clock.advance(RETRY_DELAY / 2)
     assert backend.outEvents() == [fbif.UpdateEvent(0, 0, 800, 600)]
 
 
@@ -342,12 +351,16 @@ def test_guest_close_waits_for_backend(xs, xenstored, guestFactory, backends):
 
 @pytest_twisted.inlineCallbacks
 def test_guest_close_is_bounded(xs, guestFactory):
-    guest = yield guestFactory()
+    clock = Clock()
+    guest = yield guestFactory(clock=clock)
     yield toolstackAdd(xs, DOMID, "vfb", 0)
     yield waitState(xs, VFB, XenbusState.Initialised)
-    start = reactor.seconds()
-    yield guest.device("vfb", 0).close(timeout=0.3)
-    assert reactor.seconds() - start < 2
+    closing = guest.device("vfb", 0).close(timeout=1)
+    yield waitState(xs, VFB, XenbusState.Closing)
+    clock.advance(0.5)
+    assert not closing.called  # the backend may still answer
+    clock.advance(0.5)
+    yield closing  # it did not: closed all the same
     assert (yield xs.read(VFB + "/state")) == str(int(XenbusState.Closed))
     assert (yield xs.read(backendPath(DOMID, "vfb", 0) + "/state")) == "1"
 
