@@ -173,3 +173,19 @@ def hangUp(client: Client) -> Deferred:
     client.factory._disconnect_callbacks.append(lambda reason: d.callback(None))
     client.transport.loseConnection()
     return d
+
+
+def leaveMidUpdate(client: Client) -> Deferred:
+    """Ask for a full update and drop the connection at its first bytes (a large
+    screen's update is then still being written); fires once it is dropped."""
+    first: Deferred = Deferred()
+    received = client.dataReceived
+
+    def dataReceived(data):
+        received(data)
+        if not first.called:
+            first.callback(None)
+
+    client.dataReceived = dataReceived
+    client.framebufferUpdateRequest(incremental=False)
+    return first.addCallback(lambda _: client.transport.abortConnection())

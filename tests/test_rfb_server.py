@@ -37,6 +37,7 @@ from tests.helpers_rfb import (
     expectedImage,
     fill,
     hangUp,
+    leaveMidUpdate,
     loggedProblems,
     roundTrip,
     startDisplay,
@@ -409,19 +410,8 @@ async def test_client_disconnecting_mid_update_does_not_disturb_others():
     leaver = await connect(port)
     oneLeft = Deferred()
     screen.onViewersChanged = lambda count: count == 1 and oneLeft.callback(None)
-    firstBytes = Deferred()
-    received = leaver.dataReceived
-
-    def dataReceived(data):
-        received(data)
-        if not firstBytes.called:
-            firstBytes.callback(None)
-
-    leaver.dataReceived = dataReceived
     with loggedProblems() as problems:
-        leaver.framebufferUpdateRequest(incremental=False)
-        await firstBytes
-        leaver.transport.abortConnection()  # in the middle of a 5 MiB update
+        await leaveMidUpdate(leaver)  # in the middle of a 5 MiB update
         await oneLeft
         fill(screen, seed=6)
         screen.update(0, 0, 1280, 1024)

@@ -29,6 +29,7 @@ from tests.helpers_rfb import (
     VNCDOTOOL_WARNINGS,
     connect,
     hangUp,
+    leaveMidUpdate,
     roundTrip,
 )
 from tests.helpers_wait import waitFor
@@ -195,18 +196,7 @@ async def test_two_clients_and_one_leaving_mid_update(
     assert (await viewers(backend)) == 2
 
     # The leaver asks for a full frame (1.9 MB) and drops the line at its first bytes.
-    firstBytes = Deferred()
-    received = leaver.dataReceived
-
-    def dataReceived(data):
-        received(data)
-        if not firstBytes.called:
-            firstBytes.callback(None)
-
-    leaver.dataReceived = dataReceived
-    leaver.framebufferUpdateRequest(incremental=False)
-    await firstBytes
-    leaver.transport.abortConnection()
+    await leaveMidUpdate(leaver)
 
     async def oneViewer():
         return (await viewers(backend)) == 1
