@@ -9,13 +9,20 @@ imported from there.
 
 import os
 import shutil
+import subprocess
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from tests.helpers_backend import MEMORY_SIZE, BackendProcess, HostileDomain, makeRunDir
+from tests.helpers_backend import (
+    GUEST_PROGRAM,
+    MEMORY_SIZE,
+    BackendProcess,
+    HostileDomain,
+    makeRunDir,
+)
 from tests.helpers_daemon import DaemonRun
 from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb.guest.domain import GuestOptions
@@ -105,6 +112,28 @@ def guestFactory(xs, runDir):
     for domain in started:
         if not domain._stopping:
             pytest_twisted.blockon(domain.stop(timeout=0.2))
+
+
+@pytest.fixture
+def guestProgram(xenstored, runDir):
+    """Start the real ``xend-vfb-guest`` in the run dir with more arguments (its output
+    in pipes, as text); killed after the test if still alive."""
+    processes = []
+
+    def start(*args: str) -> subprocess.Popen:
+        env = dict(os.environ, XENSTORED_PATH=xenstored.socketPath)
+        process = subprocess.Popen(
+            [GUEST_PROGRAM, "--run-dir", str(runDir), *args], env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ backend.  Guests run in-process (so tests can draw on them) or as the real
 
 import os
 import signal
-import subprocess
 
 import pytest
 import pytest_twisted
@@ -16,7 +15,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from tests.helpers_backend import (
-    GUEST_PROGRAM,
     MEMORY_SIZE,
     createDomain,
     imageBytes,
@@ -102,28 +100,17 @@ def test_screen_copy_equals_guest_pattern(xs, guestFactory, backendProcess):
 
 
 @pytest.fixture
-def guestProcess(xenstored, runDir):
-    """Start ``xend-vfb-guest`` for a domain; killed after the test if still alive."""
-    processes = []
+def guestProcess(guestProgram, runDir):
+    """Start ``xend-vfb-guest`` for a domain (its memory created here), logging to a
+    file in the run dir."""
 
     def start(domid, *args):
-        path = os.path.join(runDir, "guests", str(domid), "memory")
-        if not os.path.exists(path):
+        if not os.path.exists(os.path.join(runDir, "guests", str(domid), "memory")):
             createGuestMemory(runDir, domid, MEMORY_SIZE)
-        env = dict(os.environ, XENSTORED_PATH=xenstored.socketPath)
-        process = subprocess.Popen(
-            [GUEST_PROGRAM, "--domid", str(domid), "--run-dir", runDir,
-             "--log-file", os.path.join(runDir, f"guest-{domid}.log"), *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        processes.append(process)
-        return process
+        return guestProgram("--domid", str(domid),
+                            "--log-file", os.path.join(runDir, f"guest-{domid}.log"), *args)
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+    return start
 
 
 @pytest_twisted.inlineCallbacks

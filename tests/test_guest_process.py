@@ -2,13 +2,12 @@
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import pytest_twisted
 
 from tests.guest_support import MEMORY_SIZE, Backend, toolstackAdd, waitState
+from tests.helpers_backend import GUEST_PROGRAM
 from tests.helpers_wait import waitFor
 from xend_vfb.guest.pattern import patternBytes
 from xend_vfb.guestmem.emulated import createGuestMemory
@@ -16,7 +15,6 @@ from xend_vfb.protocol import fbif
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import frontendPath
 
-PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-guest")
 CLOSED = str(int(XenbusState.Closed))
 
 
@@ -25,41 +23,18 @@ def runDir(tmp_path):
     return tmp_path / "guestrun"
 
 
-@pytest.fixture
-def spawn(xenstored, runDir):
-    """Start ``xend-vfb-guest`` with extra arguments; killed after the test if still alive."""
-    processes = []
-
-    def start(*args):
-        env = dict(os.environ, XENSTORED_PATH=xenstored.socketPath)
-        process = subprocess.Popen(
-            [PROGRAM, "--run-dir", str(runDir), *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
 def waitExit(process, timeout=10.0):
     return waitFor(lambda: process.poll() is not None, "the guest to exit", timeout)
 
 
 def test_program_is_installed():
-    assert os.access(PROGRAM, os.X_OK), "run .venv/bin/pip install -e . to get the console script"
+    assert os.access(GUEST_PROGRAM, os.X_OK), (
+        "run .venv/bin/pip install -e . to get the console script")
 
 
 @pytest_twisted.inlineCallbacks
-def test_missing_guest_memory_fails_clearly(spawn, runDir):
-    process = spawn("--domid", "7")
+def test_missing_guest_memory_fails_clearly(guestProgram, runDir):
+    process = guestProgram("--domid", "7")
     yield waitExit(process)
     out, err = process.communicate()
     assert process.returncode == 1
@@ -67,11 +42,11 @@ def test_missing_guest_memory_fails_clearly(spawn, runDir):
 
 
 @pytest_twisted.inlineCallbacks
-def test_probe_connect_resize_and_sigterm_teardown(xs, spawn, runDir, tmp_path):
+def test_probe_connect_resize_and_sigterm_teardown(xs, guestProgram, runDir, tmp_path):
     domid = 4
     createGuestMemory(runDir, domid, MEMORY_SIZE)
     logFile = tmp_path / "guest.log"
-    process = spawn(
+    process = guestProgram(
         "--domid", str(domid), "--log-file", str(logFile), "--resize-to", "640x480",
         "--close-timeout", "1",
     )  # fmt: skip
@@ -128,10 +103,10 @@ def test_probe_connect_resize_and_sigterm_teardown(xs, spawn, runDir, tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_many_domains_in_one_process(xs, spawn, runDir):
+def test_many_domains_in_one_process(xs, guestProgram, runDir):
     for domid in (1, 2, 3):
         createGuestMemory(runDir, domid, MEMORY_SIZE)
-    process = spawn("--domid", "1-3", "--close-timeout", "0.2")
+    process = guestProgram("--domid", "1-3", "--close-timeout", "0.2")
     for domid in (1, 2, 3):
         yield toolstackAdd(xs, domid, "vfb", 0)
     for domid in (1, 2, 3):
