@@ -24,6 +24,7 @@ from tests.helpers_backend import (
     makeRunDir,
 )
 from tests.helpers_daemon import DaemonRun
+from tests.helpers_toolstack import setUpHost
 from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb.guest.domain import GuestOptions
 from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory
@@ -54,6 +55,12 @@ def other(xenstored):
     client = pytest_twisted.blockon(connect(xenstored.socketPath, timeout=5.0))
     yield client
     client.close()
+
+
+@pytest.fixture
+def host(xs):
+    """The host of the toolstack's tests: dom0 and domain 5 as libxl leaves them."""
+    pytest_twisted.blockon(setUpHost(xs))
 
 
 @pytest.fixture

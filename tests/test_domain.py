@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import pytest_twisted
 
-from tests.test_controller import (
+from tests.helpers_toolstack import (
     BACK,
     BE,
     DOM0,
@@ -22,20 +22,13 @@ from tests.test_controller import (
     StubBackend,
     area,
     dump,
-    setUpHost,
     tree,
-    writes,
 )
+from tests.helpers_xenstore import writes
 from xend_vfb.domain import Domain
 from xend_vfb.errors import DeviceError, XenstoreError
 from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 from xend_vfb.vfbif import VfbifController
-
-
-@pytest.fixture
-def host(xs):
-    pytest_twisted.blockon(setUpHost(xs))
-
 
 CONFIG = """\
     name = "guest"
