@@ -109,22 +109,26 @@ def test_create_vfb_writes_exact_tree_and_keeps_secret_private(xs, host):
         HOST, dirs=VFB_DIRS, dev=vfbAreas(private={"vncpasswd": "s3cret"}))
 
 
+#: A vkbd's backend area, created with the probe-time features of a 1024x768 display.
+VKBD_BACKEND_KEYS = {
+    "backend": "0",
+    "domain": "guest",
+    "feature-abs-pointer": "1",
+    "frontend": "/local/domain/5/device/vkbd/0",
+    "frontend-id": "5",
+    "generation": GENERATION,
+    "height": "768",
+    "online": "1",
+    "state": "1",
+    "width": "1024",
+}
+
+
 @pytest_twisted.inlineCallbacks
 def test_create_vkbd_writes_probe_time_features(xs, host):
     devid = yield vkbd(xs).createDevice(VkbdConfig(), extra={"width": "1024", "height": "768"})
     assert devid == 0
-    assert (yield dump(xs, f"{BE}/vkbd/5/0")) == area(f"{BE}/vkbd/5/0", BACK, {
-        "backend": "0",
-        "domain": "guest",
-        "feature-abs-pointer": "1",
-        "frontend": "/local/domain/5/device/vkbd/0",
-        "frontend-id": "5",
-        "generation": GENERATION,
-        "height": "768",
-        "online": "1",
-        "state": "1",
-        "width": "1024",
-    })
+    assert (yield dump(xs, f"{BE}/vkbd/5/0")) == area(f"{BE}/vkbd/5/0", BACK, VKBD_BACKEND_KEYS)
     assert (yield dump(xs, f"{FE}/vkbd/0")) == area(f"{FE}/vkbd/0", GUEST, {
         "backend": "/local/domain/0/backend/vkbd/5/0",
         "backend-id": "0",
@@ -457,19 +461,7 @@ def test_reconfigure_vkbd_keeps_probe_time_features(xs, host):
     yield control.reconfigureDevice(0, VkbdConfig(script="vkbd-hotplug"))
     back = yield dump(xs, f"{BE}/vkbd/5/0")
     assert {path.rsplit("/", 1)[1]: value for path, (value, _) in back.items()} == {
-        "0": "",
-        "backend": "0",
-        "domain": "guest",
-        "feature-abs-pointer": "1",
-        "frontend": "/local/domain/5/device/vkbd/0",
-        "frontend-id": "5",
-        "generation": GENERATION,
-        "height": "768",
-        "online": "1",
-        "script": "vkbd-hotplug",
-        "state": "1",
-        "width": "1024",
-    }
+        "0": "", **VKBD_BACKEND_KEYS, "script": "vkbd-hotplug"}
 
 
 # -- the registry -------------------------------------------------------------------

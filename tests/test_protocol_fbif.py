@@ -26,8 +26,8 @@ U32 = st.one_of(
 )
 
 
-def linuxPage(protocol: str = "x86_64-abi", pd=(0x1234,)) -> bytearray:
-    """What Linux's xen-fbfront writes: 800x600x32 in 2 MiB."""
+def linuxPage(protocol: str = "x86_64-abi", pd=(0x1234,), memLength: int = 2 * MiB) -> bytearray:
+    """What Linux's xen-fbfront writes: 800x600x32 in 2 MiB (or `memLength`)."""
     page = bytearray(4096)
     fbif.writePage(
         page,
@@ -35,7 +35,7 @@ def linuxPage(protocol: str = "x86_64-abi", pd=(0x1234,)) -> bytearray:
         width=800,
         height=600,
         line_length=3200,
-        mem_length=2 * MiB,
+        mem_length=memLength,
         depth=32,
         pd=list(pd),
     )
@@ -91,17 +91,7 @@ def test_pdReachStopsAtTheRings(protocol, dirs, reach):
     assert layout.maxDirectories == dirs
     assert layout.maxMemLength == reach
     assert layout.offset + dirs * layout.entry_size <= 1024
-    page = bytearray(4096)
-    fbif.writePage(
-        page,
-        protocol,
-        width=800,
-        height=600,
-        line_length=3200,
-        mem_length=2**32 - 1,
-        depth=32,
-        pd=list(range(1, dirs + 1)),
-    )
+    page = linuxPage(protocol, range(1, dirs + 1), 2**32 - 1)
     page[1024:] = b"\xff" * 3072  # ring bytes must never be taken for pd[] entries
     snap = fbif.FbPage.read(page, protocol, 2**40)
     assert snap.mem_length == reach

@@ -113,6 +113,14 @@ def announcedByResize(width, height):
     return w, h
 
 
+def assertAnnounced(geometry) -> None:
+    """A geometry the backend accepted reaches viewers as it is, at init and by resize."""
+    event("accepted, beyond 4096" if max(geometry.width, geometry.height) > 4096 else "accepted")
+    size = (geometry.width, geometry.height)
+    assert announcedAtInit(*size) == size
+    assert announcedByResize(*size) == size
+
+
 def test_fakes():
     verifyObject(IScreen, SizeOnlyScreen(1, 1))
     verifyObject(IInputSink, NoInput())
@@ -135,10 +143,7 @@ def test_any_page_geometry_accepted_is_announced(width, height, line_length, mem
     except GuestError:
         event("refused")
         return
-    event("accepted, beyond 4096" if max(geometry.width, geometry.height) > 4096 else "accepted")
-    size = (geometry.width, geometry.height)
-    assert announcedAtInit(*size) == size
-    assert announcedByResize(*size) == size
+    assertAnnounced(geometry)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -154,10 +159,7 @@ def test_any_resize_accepted_is_announced(width, height, stride, depth, offset, 
     except GuestError:
         event("refused")
         return
-    event("accepted, beyond 4096" if max(geometry.width, geometry.height) > 4096 else "accepted")
-    size = (geometry.width, geometry.height)
-    assert announcedAtInit(*size) == size
-    assert announcedByResize(*size) == size
+    assertAnnounced(geometry)
 
 
 def logged(level):
