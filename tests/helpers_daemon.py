@@ -83,6 +83,11 @@ class DaemonRun:
         self.daemonPids.add(pid)
         return pid
 
+    def createConnected(self, config: str, name: str) -> None:
+        """`xend-vfb create CONFIG`, then wait until every device of `name` is Connected."""
+        self.cli("create", config)
+        waitUntil(lambda: allConnected(self, name), f"{name}'s devices to connect")
+
     def ping(self) -> dict:
         return jsonline.requestBlocking(os.path.join(self.runDir, "xend-vfb.sock"),
                                         {"op": "ping"}, 10)

@@ -151,21 +151,28 @@ def test_errors_are_one_line(run, tmp_path):
     assert [d["name"] for d in run.json("list")] == ["demo"]
 
 
+def scripted(tmp_path, name, script):
+    """A hotplug script (shell text) and a config `name` with one display it sets up:
+    (script path, config path)."""
+    path = tmp_path / f"{name}-script"
+    path.write_text(script)
+    path.chmod(0o755)
+    config = tmp_path / f"{name}.cfg"
+    config.write_text(f"name = '{name}'\nmemory = 32\n"
+                      f"vfb = [ 'vnc=1,vncunused=1,script={path}' ]\n")
+    return str(path), str(config)
+
+
 def test_failing_hotplug_script_leaves_nothing(run, tmp_path):
-    script = tmp_path / "failing-script"
-    script.write_text("#!/bin/sh\necho 'preparing the display' >&2\n"
-                      "echo 'no VNC port for you: firewall says no' >&2\nexit 3\n")
-    script.chmod(0o755)
-    config = tmp_path / "broken.cfg"
-    config.write_text(f"name = 'broken'\nmemory = 32\n"
-                      f"vfb = [ 'vnc=1,vncunused=1,script={script}' ]\n")
+    script, config = scripted(
+        tmp_path, "broken", "#!/bin/sh\necho 'preparing the display' >&2\n"
+                            "echo 'no VNC port for you: firewall says no' >&2\nexit 3\n")
     run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     baseline = run.xenstore()
     before = set(run.processes())
 
-    assert run.fails("create", str(config)) == \
+    assert run.fails("create", config) == \
         "Error: Device 0 (vfb) could not be connected: no VNC port for you: firewall says no"
     assert run.xenstore() == baseline
     assert [d["name"] for d in run.json("list")] == ["demo"]
@@ -183,18 +190,12 @@ def test_failing_hotplug_script_leaves_nothing(run, tmp_path):
 def test_backend_dying_during_create_fails_it_at_once(run, tmp_path):
     # The hotplug script kills the backend that runs it: the death, not a timeout,
     # must reach the user, and the failed create must leave nothing behind.
-    script = tmp_path / "deadly-script"
-    script.write_text("#!/bin/sh\nkill -9 $PPID\nsleep 5\n")
-    script.chmod(0o755)
-    config = tmp_path / "doomed.cfg"
-    config.write_text(f"name = 'doomed'\nmemory = 32\n"
-                      f"vfb = [ 'vnc=1,vncunused=1,script={script}' ]\n")
+    _, config = scripted(tmp_path, "doomed", "#!/bin/sh\nkill -9 $PPID\nsleep 5\n")
     run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     baseline = run.xenstore()
     # The death itself, not the 30 s device wait running out, is what the user hears.
-    error = run.fails("create", str(config))
+    error = run.fails("create", config)
     assert re.fullmatch(r"Error: Device 0 \(vfb\) could not be connected: backend process "
                         r"of domain 2 ended \((exited|killed by signal 9)\)", error), error
     assert run.xenstore() == baseline

@@ -36,8 +36,7 @@ def backendLog(run, domid):
 
 def test_attach_and_detach_a_display_with_a_client_connected(run, tmp_path):
     run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     backend = run.backend(1)
     port0 = devices(run, "demo", "vfb")[0]["vnc_port"]
 
