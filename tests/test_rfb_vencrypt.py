@@ -15,18 +15,26 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import Clock
 
+from tests.helpers_rfb import (
+    VNCDOTOOL_WARNINGS,
+    FakeSink,
+    connect,
+    fill,
+    hangUp,
+    loggedProblems,
+    roundTrip,
+    startDisplay,
+)
 from tests.helpers_tigervnc import Xvfb, runViewer
 from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
 from tests.rfb_reference import FORMATS, RAW, Refused, close, referenceConnect
-from tests.test_rfb_server import FakeSink, connect, fill, hangUp, loggedProblems, roundTrip
 from xend_vfb.display.screen import Screen
 from xend_vfb.rfb.server import VNCDisplay
 from xend_vfb.tls import TLSSettings
 
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),  # vncdotool's update hooks
-    pytest.mark.filterwarnings("ignore:TripleDES has been moved"),  # vncdotool's DES
+    *VNCDOTOOL_WARNINGS,
     # Twisted's client certificates (the test's side) are pyOpenSSL objects.
     pytest.mark.filterwarnings("ignore:Passing pyOpenSSL"),
 ]
@@ -79,9 +87,7 @@ async def tlsDisplay(pki, password="", verify=False, **kwargs):
     screen = Screen(64, 48)
     fill(screen)
     tls = TLSSettings(pki["certDir"], verify).contextFactory()
-    display = VNCDisplay(screen, FakeSink(), password=password, tls=tls, **kwargs)
-    host, port = await display.start()
-    return display, port
+    return await startDisplay(screen, password=password, tls=tls, **kwargs)
 
 
 def clientTLS(pki, identity=None):

@@ -13,9 +13,10 @@ import subprocess
 
 import pytest
 
-from tests.helpers_daemon import XEND_VFB, DaemonRun, allConnected, waitUntil
+from tests.helpers_daemon import XEND_VFB, DaemonRun, allConnected
 from tests.helpers_tigervnc import VIEWER, Xvfb
 from tests.helpers_tls import issue, makeCA, writeCertDir
+from tests.helpers_wait import waitUntil
 from xend_vfb import jsonline
 from xend_vfb.backend.control import controlSocketPath
 from xend_vfb.rfb.vncauth import obfuscatedPassword
