@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
 
 from tests.helpers_rfb import FakeSink, startDisplay
 from tests.rfb_reference import FORMATS, RAW, ReferenceClient, close, referenceConnect
@@ -27,11 +28,12 @@ async def viewer(port, shared):
     return client
 
 
-def _connectRefused(port, shared) -> Deferred:
-    """A client whose ClientInit is answered by closing the connection; fires with it."""
+async def refused(port, shared) -> None:
+    """A client whose ClientInit is answered by closing the connection, no ServerInit."""
     client = ReferenceClient(PF, [RAW], shared)
-    d = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
-    return d.addCallback(lambda _: client.lost).addCallback(lambda _: client)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+    with pytest.raises(ConnectionDone):
+        await client.ready
 
 
 @pytest_twisted.ensureDeferred
@@ -44,8 +46,7 @@ async def test_allow_exclusive_is_the_default():
     await first.lost
     await second.lost
     assert display.viewers == 1
-    late = await _connectRefused(port, shared=True)  # refused while exclusive is there
-    assert not late.ready.called
+    await refused(port, shared=True)  # refused while exclusive is there
     assert display.viewers == 1
     gone = Deferred()
     display.screen.onViewersChanged = lambda count: count == 0 and gone.callback(None)
@@ -62,8 +63,7 @@ async def test_allow_exclusive_is_the_default():
 async def test_force_shared_refuses_exclusive_requests():
     display, port = await startDisplay(Screen(16, 16), share="force-shared")
     first = await viewer(port, shared=True)
-    asking = await _connectRefused(port, shared=False)
-    assert not asking.ready.called
+    await refused(port, shared=False)
     second = await viewer(port, shared=True)
     assert display.viewers == 2
     await close(first)
