@@ -16,6 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from tests.helpers_backend import (
     MEMORY_SIZE,
+    BackendProcess,
     createDomain,
     imageBytes,
     screenshot,
@@ -214,8 +215,6 @@ def test_killed_backend_noticed_then_restarted_reattaches(
 
         # The restarted backend maps again and copies the screen: a change the guest
         # draws now shows in its copy.
-        from tests.helpers_backend import BackendProcess
-
         control = BackendProcess.__new__(BackendProcess)
         control.runDir, control.domid = runDir, DOMID
         yield waitFor(lambda: os.path.exists(control.controlPath), "the control socket", 10)
