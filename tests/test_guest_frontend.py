@@ -329,7 +329,8 @@ def test_backend_restart_while_connected(xs, xenstored, guestFactory, backends):
 
 @pytest_twisted.inlineCallbacks
 def test_guest_close_waits_for_backend(xs, xenstored, guestFactory, backends):
-    frontend, backend = yield connectVfb(xs, guestFactory, backends)
+    clock = Clock()  # the close timeout never passes: only the backend can end the wait
+    frontend, backend = yield connectVfb(xs, guestFactory, backends, clock=clock)
     d = frontend.close(timeout=5)
     yield waitState(xs, VFB, XenbusState.Closing)
     assert not d.called and frontend.framebuffer is not None
