@@ -1,10 +1,11 @@
 """Fixtures shared by the suite.
 
 A real xenstored per test and clients on it; for the backend's tests a short run
-dir, real backend processes, in-process simulated guests and a xenstore proxy (their
-classes in `tests.helpers_backend`); for the daemon's tests a `DaemonRun` (in
-`tests.helpers_daemon`).  Plain helper functions stay in the helper modules and are
-imported from there.
+dir, real backend processes and guest programs, in-process simulated guests and a
+xenstore proxy (their classes in `tests.helpers_backend`); the toolstack's host
+(`tests.helpers_toolstack`); for the daemon's tests a `DaemonRun` (`run`, in
+`tests.helpers_daemon`), and one serving the demo guest (`demo`).  Plain helper
+functions stay in the helper modules and are imported from there.
 """
 
 import os
@@ -23,7 +24,7 @@ from tests.helpers_backend import (
     HostileDomain,
     makeRunDir,
 )
-from tests.helpers_daemon import DaemonRun
+from tests.helpers_daemon import EXAMPLES, DaemonRun
 from tests.helpers_toolstack import setUpHost
 from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb.guest.domain import GuestOptions
@@ -149,3 +150,12 @@ def run(tmp_path):
     daemonRun = DaemonRun(tmp_path / "run")
     yield daemonRun
     daemonRun.cleanup()
+
+
+@pytest.fixture
+def demo(run):
+    """The daemon of `run` with the demo guest (examples/demo.cfg), its devices
+    Connected; the run."""
+    run.start()
+    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
+    return run

@@ -163,12 +163,10 @@ def scripted(tmp_path, name, script):
     return str(path), str(config)
 
 
-def test_failing_hotplug_script_leaves_nothing(run, tmp_path):
+def test_failing_hotplug_script_leaves_nothing(run, demo, tmp_path):
     script, config = scripted(
         tmp_path, "broken", "#!/bin/sh\necho 'preparing the display' >&2\n"
                             "echo 'no VNC port for you: firewall says no' >&2\nexit 3\n")
-    run.start()
-    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     baseline = run.xenstore()
     before = set(run.processes())
 
@@ -187,12 +185,10 @@ def test_failing_hotplug_script_leaves_nothing(run, tmp_path):
     assert list(devices(run, "demo", "vfb")) == [0]
 
 
-def test_backend_dying_during_create_fails_it_at_once(run, tmp_path):
+def test_backend_dying_during_create_fails_it_at_once(run, demo, tmp_path):
     # The hotplug script kills the backend that runs it: the death, not a timeout,
     # must reach the user, and the failed create must leave nothing behind.
     _, config = scripted(tmp_path, "doomed", "#!/bin/sh\nkill -9 $PPID\nsleep 5\n")
-    run.start()
-    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     baseline = run.xenstore()
     # The death itself, not the 30 s device wait running out, is what the user hears.
     error = run.fails("create", config)

@@ -34,9 +34,7 @@ def backendLog(run, domid):
         return f.read()
 
 
-def test_attach_and_detach_a_display_with_a_client_connected(run, tmp_path):
-    run.start()
-    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
+def test_attach_and_detach_a_display_with_a_client_connected(run, demo, tmp_path):
     backend = run.backend(1)
     port0 = devices(run, "demo", "vfb")[0]["vnc_port"]
 

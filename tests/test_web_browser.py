@@ -22,10 +22,11 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 
-from tests.helpers_daemon import EXAMPLES, DaemonRun, allConnected, waitUntil
+from tests.helpers_daemon import EXAMPLES, allConnected
+from tests.helpers_rfb import BTN_LEFT, KEY_H, KEY_I
 from tests.helpers_tls import issue, makeCA, writeCertDir
+from tests.helpers_wait import waitUntil
 from tests.helpers_web import Link, WsViewer
-from tests.test_rfb_server import BTN_LEFT, KEY_H, KEY_I
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -59,21 +60,6 @@ def browser(certificates):
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
-
-
-@pytest.fixture
-def demo(run):
-    run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
-    return run
 
 
 def pageState(browser, *states):

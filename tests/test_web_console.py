@@ -14,8 +14,9 @@ import struct
 import pytest
 import websocket
 
-from tests.helpers_daemon import EXAMPLES, WAIT, DaemonRun, allConnected, waitUntil
+from tests.helpers_daemon import EXAMPLES, allConnected
 from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
+from tests.helpers_wait import WAIT, waitUntil
 from tests.helpers_web import Link, WsViewer, refusal, viewers
 from xend_vfb.tls import CA_CERT
 from xend_vfb.web.proxy import CLOSE_NOT_BINARY, MAX_MESSAGE, STALL_SECONDS
@@ -23,22 +24,6 @@ from xend_vfb.web.proxy import CLOSE_NOT_BINARY, MAX_MESSAGE, STALL_SECONDS
 pytestmark = pytest.mark.timeout(180)
 
 FRAME = 800 * 600 * 4
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
-
-
-@pytest.fixture
-def demo(run):
-    """The daemon with the demo guest, its devices Connected; the run."""
-    run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
-    return run
 
 
 def steadyViewer(run):
