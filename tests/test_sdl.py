@@ -326,6 +326,7 @@ def test_scancode_table_covers_a_105_key_keyboard():
 class FakeContext:
     foreignMemory = None  # an SDL display of a device that never connects maps nothing
     eventChannels = None
+    runDir = None  # an SDL-only display has no socket to put there
 
     def __init__(self, config) -> None:
         self.config = config
