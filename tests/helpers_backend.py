@@ -33,6 +33,7 @@ __all__ = [
     "BACKEND_PROGRAM",
     "GUEST_PROGRAM",
     "MEMORY_SIZE",
+    "BackendControl",
     "BackendProcess",
     "HostileDomain",
     "createDomain",
@@ -53,6 +54,14 @@ MEMORY_SIZE = 16 * 1024 * 1024
 def makeRunDir() -> str:
     # Short: the control socket's path must fit a sockaddr_un (108 bytes).
     return tempfile.mkdtemp(prefix="xvb-", dir="/tmp")
+
+
+class BackendControl:
+    """The control socket of domain `domid`'s backend in `runDir`, whoever started the
+    backend (a test's `BackendProcess`, or a supervisor)."""
+
+    def __init__(self, runDir: str, domid: int) -> None:
+        self.controlPath = controlSocketPath(runDir, domid)
 
 
 class BackendProcess:
@@ -171,12 +180,12 @@ def waitKey(xs, path: str, timeout: float = 15.0, predicate=lambda value: value 
     return waitFor(check, f"{path}", timeout).addCallback(lambda box: box[0])
 
 
-def status(backend: BackendProcess):
+def status(backend: BackendProcess | BackendControl):
     return jsonline.request(reactor, backend.controlPath, {"op": "status"})
 
 
 @inlineCallbacks
-def screenshot(backend: BackendProcess, devid: int = 0):
+def screenshot(backend: BackendProcess | BackendControl, devid: int = 0):
     """The backend's screen copy of vfb `devid`, through its control socket, as an image."""
     reply = yield jsonline.request(reactor, backend.controlPath,
                                    {"op": "screenshot", "devid": devid})

@@ -16,7 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from tests.helpers_backend import (
     MEMORY_SIZE,
-    BackendProcess,
+    BackendControl,
     createDomain,
     imageBytes,
     screenshot,
@@ -215,8 +215,7 @@ def test_killed_backend_noticed_then_restarted_reattaches(
 
         # The restarted backend maps again and copies the screen: a change the guest
         # draws now shows in its copy.
-        control = BackendProcess.__new__(BackendProcess)
-        control.runDir, control.domid = runDir, DOMID
+        control = BackendControl(runDir, DOMID)
         yield waitFor(lambda: os.path.exists(control.controlPath), "the control socket", 10)
 
         @inlineCallbacks
