@@ -31,6 +31,8 @@ setup(
             "pytest-timeout>=2",
             "hypothesis>=6",
             "vncdotool>=1.2",
+            # the real-viewer suite reads the Xvfb screen (tests/test_viewers.py)
+            "python-xlib>=0.33",
             "ruff>=0.6",
             # Drives Debian's chromium through chromium-driver (tools/bootstrap.sh).
             "selenium>=4.10",

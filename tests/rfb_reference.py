@@ -186,6 +186,9 @@ class ReferenceClient(Protocol):
     def extendedKeyEvent(self, scancode: int, keysym: int, down: bool) -> None:
         self.send(struct.pack("!BBHII", 255, 0, down, keysym, scancode))
 
+    def xvpRequest(self, code: int, version: int = 1) -> None:
+        self.send(struct.pack("!BxBB", 250, version, code))
+
     def setDesktopSize(self, width: int, height: int) -> None:
         self.send(struct.pack("!BxHHBxIHHHHI", 251, width, height, 1, 0, 0, 0, width, height, 0))
 

@@ -15,7 +15,8 @@ from xend_vfb.model import DomainConfig, VfbConfig, VkbdConfig
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VFB_KEYS = (
     "backend, depth, display, height, keymap, opengl, script, sdl, type, uuid, videoram, vnc, "
-    "vncdisplay, vnclisten, vncpasswd, vncshare, vncunused, width, xauthority"
+    "vncdisplay, vnclisten, vncpasswd, vncpowercontrol, vncshare, vncunused, width, "
+    "xauthority"
 )
 SECRET = "s3cr-Pa5"
 

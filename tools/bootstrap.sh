@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.build
 VENV=$ROOT/.venv
 DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data
-      chromium chromium-driver tigervnc-viewer xvfb"
+      chromium chromium-driver tigervnc-viewer xvfb x11-xkb-utils xdotool gvncviewer"
 # Debian's npm, unless one is there already (e.g. with NodeSource's nodejs, which has it).
 command -v npm >/dev/null || DEBS="$DEBS npm"
 NOVNC_VERSION=1.7.0

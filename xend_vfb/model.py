@@ -271,6 +271,9 @@ class VfbConfig(DeviceConfig):
     keymap: str = _key(KEYMAP, "en-us")
     #: The shared-flag policy; None (not written to xenstore) means allow-exclusive.
     vncshare: str | None = _key(VNC_SHARE, None)
+    #: Whether viewers that authenticated may shut down, reboot or reset the guest (xvp);
+    #: None (not written to xenstore) means no.
+    vncpowercontrol: bool | None = _key(BOOLEAN, None)
     opengl: bool = _key(BOOLEAN, False)
     uuid: str | None = _key(UUID, None)
     #: The domain running the backend.
@@ -332,6 +335,11 @@ class VfbConfig(DeviceConfig):
             raise ConfigError(f"{entry}: no display enabled (give vnc=1 or sdl=1)")
         if self.sdl and self.display is None:
             raise ConfigError(f"{entry}: sdl=1 needs display (give display=:0, or set DISPLAY)")
+        if self.vncpowercontrol and not self.vncpasswd:
+            # Power control is for viewers that proved who they are; without a password
+            # nobody does (QEMU would let anyone who reaches the port reset the guest).
+            raise ConfigError(f"{entry}: vncpowercontrol=1 needs vncpasswd (only viewers "
+                              "that authenticate may power the guest off, reboot or reset it)")
         needed = self.width * self.height * (self.depth // 8)
         if needed > self.videoram * _MIB:
             raise ConfigError(

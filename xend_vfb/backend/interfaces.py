@@ -33,6 +33,11 @@ class IBackendContext(Interface):
     def keyboardFor(vfbId):
         """The `IInputSink` where display `vfbId`'s input goes: its companion keyboard."""
 
+    def requestPower(action):
+        """A viewer of one of the domain's displays asks for a shutdown, reboot or reset
+        (a `PowerAction`): pass it to the daemon.  Deferred firing once it is passed on
+        (not when the daemon has acted), failing if it could not be."""
+
     def keep(devid, held):
         """Display `devid`'s device is going: keep `held` for the guest's next domain
         and return True, or return False (then the ops stop it)."""

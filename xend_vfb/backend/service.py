@@ -21,6 +21,7 @@ from xend_vfb.backend.vfb import HeldDisplay
 from xend_vfb.backend.vkbd import KeyboardProxy
 from xend_vfb.devices import DEVICE_CLASSES, VFB, classNamed
 from xend_vfb.errors import DeviceError, XenstoreConnectionError
+from xend_vfb.rfb.server import PowerAction
 from xend_vfb.settings import DEFAULT_RUN_DIR
 from xend_vfb.xenbus import XenbusState, parseState
 from xend_vfb.xenstore.areas import readArea
@@ -30,6 +31,7 @@ from xend_vfb.xenstore.paths import (
     backendPath,
     domainPath,
     frontendPath,
+    powerRequestPath,
     privatePath,
 )
 
@@ -250,6 +252,13 @@ class DomainBackend:
 
     def secret(self, device: BackendDevice, key: str) -> Deferred[str | None]:
         return self.xs.readOrNone(f"{privatePath(self.domid, device.devClass, device.devid)}/{key}")
+
+    def requestPower(self, action: PowerAction) -> Deferred[None]:
+        """Pass a viewer's power request (xvp) to the daemon, which owns the guest's
+        life: a node it watches, in the private area guests cannot write."""
+        log.info("domain {domid}: a viewer asks for {action}", domid=self.domid,
+                 action=action.name)
+        return self.xs.write(powerRequestPath(self.domid), action.name)
 
     def keyboardFor(self, vfbId: int) -> KeyboardProxy:
         """The input sink for display `vfbId`: its companion keyboard once connected."""

@@ -142,7 +142,9 @@ class VfbOps(DeviceOps):
                               lossy=os.environ.get("XEND_VFB_VNC_LOSSY") == "1",
                               share=config.vncshare or "allow-exclusive", tls=tls,
                               localSocket=lambda port: displaySocketPath(
-                                  device.context.runDir, port))
+                                  device.context.runDir, port),
+                              powerControl=(device.context.requestPower
+                                            if config.vncpowercontrol else None))
 
         self.display = None
         if previous and previous.isdigit() and int(previous) >= VNC_BASE_PORT:

@@ -375,6 +375,19 @@ class Guests(Service):
                                   f"{wait:g} s (it was asked to)") from None
         return None if record is None else (yield self._read(record["uuid"]))
 
+    def reset(self, domid: int) -> Deferred[None]:
+        """Destroy the guest's domain and re-make it at once, whatever the guest does
+        (a viewer's reset button): what a crash with ``on_crash=restart`` leads to."""
+        return self.lock.run(self._reset, domid)
+
+    @inlineCallbacks
+    def _reset(self, domid: int):
+        record = yield self.recordOf(domid)
+        if record is None:
+            raise DaemonError(f"domain {domid} was not created by xend-vfb: it cannot be "
+                              "re-made, so it is not reset")
+        yield self._remake(record)
+
     def save(self, domid: int, path: str) -> Deferred[None]:
         """Save the guest to `path`; its record stays, waiting for the restore."""
         return self.lock.run(self._leave, domid, self.daemon.host.save, path)

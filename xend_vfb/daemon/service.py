@@ -24,6 +24,7 @@ from xend_vfb.daemon.control import ControlSocket, socketPath
 from xend_vfb.daemon.crash import crashPoint
 from xend_vfb.daemon.guests import Guests
 from xend_vfb.daemon.journal import Journal
+from xend_vfb.daemon.power import PowerRequests
 from xend_vfb.daemon.recovery import Recovery
 from xend_vfb.daemon.requests import ControlRequests
 from xend_vfb.daemon.store import XenstoreService
@@ -90,7 +91,7 @@ class XendVfbDaemon(MultiService):
         self.journal = Journal(self.store)
         self.web = WebConsole(reactor, lambda grant: displaySocket(self.xs, runDir, grant))
         for service in (self.web, self.store, self.supervisor, HostService(self), self.backends,
-                        Recovery(self), self.guests,
+                        Recovery(self), self.guests, PowerRequests(self),
                         ControlSocket(reactor, runDir, self.requests)):
             service.setServiceParent(self)
         #: Domains an operation is working on: not to be reaped under its feet.

@@ -46,6 +46,8 @@ class Encoding(IntEnum):
     QEMU_EXTENDED_KEY_EVENT = -258
     QEMU_LED_STATE = -261
     EXTENDED_DESKTOP_SIZE = -308
+    #: Power control from the viewer (shutdown, reboot, reset).
+    XVP = -309
     #: Pseudo-encodings -32 .. -23: JPEG quality level 0-9 (Tight).
     QUALITY_LEVEL_0 = -32
     #: Pseudo-encodings -256 .. -247: compression level 0-9.

@@ -26,11 +26,19 @@ new one, and after its expiry time nobody new gets in.
 A client listing QEMU's extended key event pseudo-encoding is told, as QEMU
 does, with a rectangle of that encoding (in its next update); from then on its
 keys may come as positions (XT scancodes), which need no keymap (`input`).
+
+Power control (the xvp extension): a display given a `powerControl` callback
+tells authenticated clients that list xvp (XVP_INIT) and passes their
+shutdown, reboot and reset requests to it; anything refused (power control
+off, a viewer that did not authenticate, a bad version or code, a callback
+that failed) is answered with XVP_FAIL.  A display without a password has no
+authenticated viewers, so never offers it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import hmac
 import ipaddress
@@ -65,7 +73,7 @@ from xend_vfb.rfb.keymaps import Keymap, loadKeymap
 from xend_vfb.rfb.pixels import NATIVE, PixelFormat, colourMapEntries
 from xend_vfb.rfb.vncauth import vncAuthResponse
 
-__all__ = ["VNCDisplay", "VNC_BASE_PORT", "LOSSLESS_REFRESH_SECONDS"]
+__all__ = ["VNCDisplay", "PowerAction", "VNC_BASE_PORT", "LOSSLESS_REFRESH_SECONDS"]
 
 VNC_BASE_PORT = 5900
 _SECURITY_INVALID = 0
@@ -98,9 +106,10 @@ _POINTER_EVENT = struct.Struct("!BHH")
 _SET_PIXEL_FORMAT, _SET_ENCODINGS, _UPDATE, _KEY, _POINTER, _CUT_TEXT = 0, 2, 3, 4, 5, 6
 _SET_DESKTOP_SIZE = 251  # ExtendedDesktopSize's request: then 16 bytes per screen
 _QEMU = 255  # QEMU client message: a subtype byte, then the subtype's body
+_XVP = 250  # xvp client message: padding, version, code
 _MESSAGE_SIZES = {
     _SET_PIXEL_FORMAT: 19, _SET_ENCODINGS: 3, _UPDATE: 9, _KEY: 7, _POINTER: 5, _CUT_TEXT: 7,
-    _SET_DESKTOP_SIZE: 7, _QEMU: 1,
+    _SET_DESKTOP_SIZE: 7, _QEMU: 1, _XVP: 3,
 }
 _SET_DESKTOP_SIZE_MESSAGE = struct.Struct("!xHHBx")
 _SCREEN_SIZE = 16
@@ -109,6 +118,20 @@ _BY_SERVER, _BY_CLIENT, _PROHIBITED = 0, 1, 1
 _MAX_RECTS = 0xFFFF  # the update header's count: "ended by a LastRect rectangle"
 _QEMU_EXTENDED_KEY = 0
 _QEMU_KEY_EVENT = struct.Struct("!HII")  # down, keysym, XT scancode
+_XVP_MESSAGE = struct.Struct("!BxBB")  # type 250, padding, version, code
+_XVP_VERSION = 1
+_XVP_FAIL, _XVP_INIT = 0, 1
+
+
+class PowerAction(enum.IntEnum):
+    """What an xvp client may ask (its message codes), named as the daemon calls them."""
+
+    shutdown = 2
+    reboot = 3
+    reset = 4
+
+
+_POWER_CODES = frozenset(action.value for action in PowerAction)
 
 log = Logger()
 
@@ -147,6 +170,8 @@ class RFBServerProtocol(Protocol):
         self.viewing = False
         #: Whether this viewer asked for exclusive access and got it.
         self.exclusive = False
+        #: Whether this viewer proved it knows the display's password.
+        self.authenticated = False
         self.closed: Deferred[None] = Deferred()
         self._keyboard = Keyboard(display.keymap, display.input, display.locks)
         self._pointer = Pointer(display.input)
@@ -286,6 +311,7 @@ class RFBServerProtocol(Protocol):
             log.warn("VNC client {peer} failed authentication", peer=peer)
             self._refuse("authentication failed")
             return
+        self.authenticated = True
         self.transport.write(_RESULT_OK)
         self._expect(1, self._gotClientInit)
 
@@ -356,6 +382,8 @@ class RFBServerProtocol(Protocol):
         elif kind == _SET_DESKTOP_SIZE:
             count = _SET_DESKTOP_SIZE_MESSAGE.unpack(body)[2]
             self._expect(count * _SCREEN_SIZE, self._gotSetDesktopSize)
+        elif kind == _XVP:
+            self._gotPowerRequest(body[1], body[2])
         elif kind == _QEMU:
             if body[0] != _QEMU_EXTENDED_KEY or not self._extendedKeys:
                 self._drop(f"unexpected QEMU message subtype {body[0]}")
@@ -373,6 +401,32 @@ class RFBServerProtocol(Protocol):
         down, keysym, scancode = _QEMU_KEY_EVENT.unpack(data)
         self._keyboard.scancodeEvent(scancode, keysym, bool(down))
         self._expect(1, self._gotMessageType)
+
+    @property
+    def _powerControl(self) -> bool:
+        """Whether this viewer may use xvp: the display allows it and the viewer authenticated."""
+        return self._display.powerControl is not None and self.authenticated
+
+    def _gotPowerRequest(self, version: int, code: int) -> None:
+        peer = _peer(self.transport.getPeer())
+        if not self._powerControl or version != _XVP_VERSION or code not in _POWER_CODES:
+            log.warn("VNC client {peer}: power request (xvp version {version}, code {code}) "
+                     "refused", peer=peer, version=version, code=code)
+            self._sendXvp(_XVP_FAIL)
+            return
+        action = PowerAction(code)
+        log.info("VNC client {peer} asks for {action}", peer=peer, action=action.name)
+
+        def failed(failure: Failure) -> None:
+            log.error("VNC client {peer}: {action} could not be asked for: {why}",
+                      peer=peer, action=action.name, why=failure.getErrorMessage())
+            self._sendXvp(_XVP_FAIL)
+
+        maybeDeferred(self._display.powerControl, action).addErrback(failed)
+
+    def _sendXvp(self, code: int) -> None:
+        if not self._closing:
+            self.transport.write(_XVP_MESSAGE.pack(_XVP, _XVP_VERSION, code))
 
     @property
     def _extendedKeys(self) -> bool:
@@ -404,6 +458,8 @@ class RFBServerProtocol(Protocol):
             self._pseudo.append(self._encoder.desktopSizeRect(screen.width, screen.height))
         if Encoding.QEMU_LED_STATE in new:
             self._ledsPending = True
+        if Encoding.XVP in new and self._powerControl:
+            self._sendXvp(_XVP_INIT)  # a server message: it needs no update request
         self._maybeSend()
 
     def _ledsChanged(self, leds: int) -> None:
@@ -598,7 +654,9 @@ class VNCDisplay:
     anyone in; None for never.  With `localSocket` (the path for a port) the display
     also listens on that Unix socket, mode 0600, for the daemon's browser console:
     there it offers no VeNCrypt, as the browser's side of that path has TLS of its
-    own (QEMU lets its TLS WebSocket in the same way).
+    own (QEMU lets its TLS WebSocket in the same way).  `powerControl`, when given, is called with the
+    `PowerAction` an authenticated xvp client asks for; it returns when the request
+    is passed on (or a Deferred), and fails if it cannot be.
     """
 
     def __init__(
@@ -618,6 +676,7 @@ class VNCDisplay:
         tls: IOpenSSLContextFactory | None = None,
         passwordExpires: float | None = None,
         localSocket: Callable[[int], str] | None = None,
+        powerControl: Callable[[PowerAction], Any] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as defaultReactor
@@ -638,6 +697,7 @@ class VNCDisplay:
             raise ConfigError(f"unknown VNC share policy {share!r} "
                               f"(expected one of {', '.join(VNC_SHARE_POLICIES)})")
         self.share = share
+        self.powerControl = powerControl
         self.reactor = reactor
         self.lossy = lossy
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]

@@ -8,11 +8,16 @@ __all__ = [
     "privatePath",
     "PRIVATE_ROOT",
     "GENERATION_KEY",
+    "POWER_ROOT",
+    "powerRequestPath",
 ]
 
 #: Toolstack-private state (device records, secrets): owned by domain 0, no access
 #: for guests.  libxl keeps the same kind of record under /libxl.
 PRIVATE_ROOT = "/xend-vfb"
+#: Power requests from VNC viewers (xvp), one node per domain, written by its backend
+#: and taken (read and removed) by the daemon.
+POWER_ROOT = f"{PRIVATE_ROOT}/power"
 
 
 def domainPath(domid: int) -> str:
@@ -51,3 +56,8 @@ def privatePath(domid: int, devClass: str | None = None, devid: int | None = Non
 #: never writes its findings about one into the other.  Random, not a counter: a
 #: counter would start again for a new domain given the same id.
 GENERATION_KEY = "generation"
+
+
+def powerRequestPath(domid: int) -> str:
+    """Where domain D's backend leaves a viewer's power request: /xend-vfb/power/D."""
+    return f"{POWER_ROOT}/{domid}"
