@@ -114,6 +114,7 @@ VKBD_BACKEND_KEYS = {
     "backend": "0",
     "domain": "guest",
     "feature-abs-pointer": "1",
+    "feature-raw-pointer": "1",
     "frontend": "/local/domain/5/device/vkbd/0",
     "frontend-id": "5",
     "generation": GENERATION,
@@ -135,6 +136,23 @@ def test_create_vkbd_writes_probe_time_features(xs, host):
         "state": "1",
     })
     assert (yield dump(xs, f"{PRIV}/vkbd/0")) == area(f"{PRIV}/vkbd/0", DOM0, {})
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_keyboards_own_keys_and_size_survive_a_rebuild(xs, host):
+    control = vkbd(xs)
+    own = VkbdConfig(width=1024, height=768, disableKeyboard=True, uniqueId="k1")
+    yield control.createDevice(own, extra={"width": "640", "height": "480"})
+    back = yield dump(xs, f"{BE}/vkbd/5/0")
+    values = {path.rsplit("/", 1)[1]: value for path, (value, _) in back.items()}
+    assert {k: values[k] for k in ("width", "height", "feature-disable-keyboard",
+                                   "unique-id")} == {
+        "width": "1024", "height": "768", "feature-disable-keyboard": "1", "unique-id": "k1"}
+    assert (yield control.getDeviceConfiguration(0)) == own
+    # A keyboard sized by its display has no size of its own once rebuilt.
+    yield control.createDevice(VkbdConfig(), devid=1, extra={"width": "640", "height": "480"})
+    assert (yield xs.read(f"{BE}/vkbd/5/1/width")) == "640"
+    assert (yield control.getDeviceConfiguration(1)) == VkbdConfig()
 
 
 @pytest_twisted.inlineCallbacks

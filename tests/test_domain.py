@@ -59,6 +59,7 @@ def vkbdBackend(devid, width="800", height="600", **keys):
         "backend": "0",
         "domain": "guest",
         "feature-abs-pointer": "1",
+        "feature-raw-pointer": "1",
         "frontend": f"/local/domain/5/device/vkbd/{devid}",
         "frontend-id": "5",
         "generation": GENERATION,

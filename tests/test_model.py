@@ -25,7 +25,9 @@ def test_one_key_list_per_class():
     assert [k.name for k in VfbConfig.configKeys()] == [
         f.name for f in dataclasses.fields(VfbConfig)
     ]
-    assert [k.name for k in VkbdConfig.configKeys()] == ["uuid", "backend", "script"]
+    assert [k.name for k in VkbdConfig.configKeys()] == [
+        "uuid", "backend", "script", "feature-disable-keyboard", "feature-disable-pointer",
+        "width", "height", "unique-id"]
     assert [k.name for k in VfbConfig.configKeys() if k.secret] == ["vncpasswd"]
     assert ", ".join(VfbConfig.acceptedKeys()) == VFB_KEYS
     assert VfbConfig.deviceClass == "vfb"
@@ -213,7 +215,9 @@ def test_bad_vfb_strings(text, message):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("vnc=1", "vkbd[1]: unknown key 'vnc' (accepted keys: backend, script, uuid)"),
+        ("vnc=1", "vkbd[1]: unknown key 'vnc' (accepted keys: backend, "
+            "feature-disable-keyboard, feature-disable-pointer, height, script, unique-id, uuid, "
+            "width)"),
         ("backend=x", "vkbd[1]: backend: invalid value 'x' (expected an integer from 0 to 32751)"),
     ],
 )
@@ -267,7 +271,7 @@ def test_details_are_xenstore_strings():
     # Keys the controller or the backend also keep in the area are ignored on the way back.
     details = {**vfb.backendDetails(), "state": "4", "vnc-port": "5903", "frontend": "/x"}
     assert VfbConfig.fromDetails(details, vfb.secretDetails()) == vfb
-    assert VkbdConfig.fromDetails({"backend": "0", "width": "800"}, {}) == VkbdConfig()
+    assert VkbdConfig.fromDetails({"backend": "0", "feature-abs-pointer": "1"}, {}) == VkbdConfig()
     with pytest.raises(ConfigError) as caught:
         VfbConfig.fromDetails({"vnc": "1", "vncdisplay": "x"}, {}, "vfb/2")
     assert str(caught.value) == (
@@ -421,7 +425,9 @@ def test_domain_from_sxp_accepts_legacy_type_and_pairs_keyboards():
         ),
         (
             "(vm (name d) (device (vkbd)) (device (vkbd (bogus 1))))",
-            "t.sxp: vkbd[1]: unknown key 'bogus' (accepted keys: backend, script, uuid)",
+            "t.sxp: vkbd[1]: unknown key 'bogus' (accepted keys: backend, "
+            "feature-disable-keyboard, feature-disable-pointer, height, script, unique-id, uuid, "
+            "width)",
         ),
         (
             "(vm (name d) (device (vkbd)) (device (vfb (vncpasswd x) (vncpasswd " + SECRET + "))))",
@@ -563,3 +569,33 @@ def test_examples_content():
     two = DomainConfig.fromXmConfig(EXAMPLES / "two-framebuffers.cfg", environ={})
     assert [vfb.vncdisplay for vfb in two.vfbs] == [11, 12]
     assert two.vfbs[1].width == 1280 and two.vfbs[1].videoram == 16
+
+
+def test_vkbd_keys_as_xl_takes_them():
+    vkbd = VkbdConfig.parse(
+        "feature-disable-pointer=1,width=1024,height=768,unique-id=kbd:1", "vkbd[0]")
+    assert (vkbd.disablePointer, vkbd.disableKeyboard) == (True, None)
+    assert (vkbd.width, vkbd.height, vkbd.uniqueId) == (1024, 768, "kbd:1")
+    # The keys are kbdif.h's, under their own names, in the area and in SXP.
+    assert vkbd.backendDetails() == {"backend": "0", "feature-disable-pointer": "1",
+                                     "width": "1024", "height": "768", "unique-id": "kbd:1"}
+    assert VkbdConfig.fromSXP(vkbd.toSXP()) == vkbd
+    for text, message in [
+        ("width=1024", "vkbd[0]: width and height go together (give both or neither)"),
+        ("width=0,height=1", "vkbd[0]: width: invalid value '0' (expected an integer from 1 "
+                             "to 65535)"),
+        ("unique-id=a b", "vkbd[0]: unique-id: invalid value 'a b' (expected up to 64 "
+                          "letters, digits, '.', ':', '-' or '_')"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            VkbdConfig.parse(text, "vkbd[0]")
+        assert str(caught.value) == message
+
+
+def test_vncpowercontrol_needs_a_password():
+    assert VfbConfig.parse("vnc=1,vncpasswd=pw,vncpowercontrol=1", "vfb[0]").vncpowercontrol
+    with pytest.raises(ConfigError) as caught:
+        VfbConfig.parse("vnc=1,vncpowercontrol=1", "vfb[0]")
+    assert str(caught.value) == (
+        "vfb[0]: vncpowercontrol=1 needs vncpasswd (only viewers that authenticate may power "
+        "the guest off, reboot or reset it)")

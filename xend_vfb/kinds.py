@@ -152,6 +152,12 @@ def _password(text: str) -> str:
     return text
 
 
+def _uniqueId(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", text):
+        raise ValueError(text)
+    return text
+
+
 def _domainName(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text) or text.isdigit():
         raise ValueError(text)
@@ -202,3 +208,5 @@ VCPUS = _integerKind(1, 512)
 PATH_TEXT = Kind(_pathText, "a non-empty path of printable characters")
 COMMAND_LINE = Kind(_commandLine, "printable characters")
 ACTION = Kind(_action, "one of " + ", ".join(ACTIONS))
+POINTER_EXTENT = _integerKind(1, 65535)
+UNIQUE_ID = Kind(_uniqueId, "up to 64 letters, digits, '.', ':', '-' or '_'")

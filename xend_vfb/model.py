@@ -33,8 +33,10 @@ from xend_vfb.kinds import (
     MEMORY,
     PASSWORD,
     PATH_TEXT,
+    POINTER_EXTENT,
     SCRIPT,
     SIZE,
+    UNIQUE_ID,
     UUID,
     VCPUS,
     VIDEORAM,
@@ -46,6 +48,7 @@ from xend_vfb.kinds import (
 
 __all__ = [
     "SECRET_KEYS",
+    "OWN_SIZE",
     "Key",
     "DeviceConfig",
     "VfbConfig",
@@ -67,12 +70,19 @@ VNC_PASSWORD_LENGTH = 8
 #: epoch, its VNC password stops letting anyone in (`xend-vfb vnc-passwd --expire`);
 #: absent for never.  Not a config key: set at run time, kept for the guest's next domains.
 PASSWORD_EXPIRES = "vncpasswd-expires"
+#: Private-record key of a keyboard whose `width`/`height` are its own config keys, not
+#: the size of the display it is paired with (both are written to the same two keys).
+OWN_SIZE = "own-size"
 _MIB = 1024 * 1024
 
 
-def _key(kind: Kind, default: Any, *, secret: bool = False) -> Any:
-    """A dataclass field that is a config key of kind `kind`."""
-    return field(default=default, metadata={"kind": kind, "secret": secret})
+def _key(kind: Kind, default: Any, *, secret: bool = False, name: str | None = None) -> Any:
+    """A dataclass field that is a config key of kind `kind`, named `name` when the key
+    is no Python name (``feature-disable-keyboard``)."""
+    metadata = {"kind": kind, "secret": secret}
+    if name is not None:
+        metadata["name"] = name
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class Key:
     kind: Kind
     default: Any
     secret: bool
+    #: The dataclass field holding its value (the name, unless that is no Python name).
+    attr: str
 
     def convert(self, text: str, entry: str | None) -> Any:
         """The typed value of `text`, or a ConfigError naming `entry`, the key and the value."""
@@ -104,7 +116,8 @@ class Key:
 
 def _configKeys(cls: type) -> tuple[Key, ...]:
     return tuple(
-        Key(f.name, f.metadata["kind"], f.default, f.metadata["secret"])
+        Key(f.metadata.get("name", f.name), f.metadata["kind"], f.default, f.metadata["secret"],
+            f.name)
         for f in fields(cls)
         if "kind" in f.metadata
     )
@@ -197,22 +210,22 @@ class DeviceConfig:
     def secretDetails(self) -> dict[str, str]:
         """The secret keys that are set, for a place only domain 0 can read."""
         return {
-            key.name: key.toString(getattr(self, key.name))
+            key.name: key.toString(getattr(self, key.attr))
             for key in self.configKeys()
-            if key.secret and getattr(self, key.name)
+            if key.secret and getattr(self, key.attr)
         }
 
     def __repr__(self) -> str:
         shown = []
         for key in self.configKeys():
-            value = getattr(self, key.name)
+            value = getattr(self, key.attr)
             shown.append(f"{key.name}={_MASK if key.secret and value else repr(value)}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
     def _strings(self, secrets: bool) -> dict[str, str]:
         out = {}
         for key in self.configKeys():
-            value = getattr(self, key.name)
+            value = getattr(self, key.attr)
             # None and "" mean unset; xenstore (through pyxs) refuses empty values anyway.
             if value is not None and value != "" and (secrets or not key.secret):
                 out[key.name] = key.toString(value)
@@ -232,7 +245,8 @@ class DeviceConfig:
     def _fromRaw(cls, raw: dict[str, str], entry: str, environ: Mapping[str, str] | None) -> Self:
         raw = cls._prepare(raw, entry, environ)
         keys = {key.name: key for key in cls.configKeys()}
-        config = cls(**{name: keys[name].convert(text, entry) for name, text in raw.items()})
+        config = cls(**{keys[name].attr: keys[name].convert(text, entry)
+                        for name, text in raw.items()})
         config._check(entry)
         return config
 
@@ -350,7 +364,12 @@ class VfbConfig(DeviceConfig):
 
 @dataclass(frozen=True, repr=False)
 class VkbdConfig(DeviceConfig):
-    """One paravirtual keyboard and pointer."""
+    """One paravirtual keyboard and pointer.
+
+    The keys xl takes in ``vkb=`` are ``kbdif.h``'s backend keys, written to the backend
+    area where the guest reads them when it probes: no keyboard device, no pointer device,
+    the pointer's coordinate range (default: its display's size) and an id.
+    """
 
     deviceClass: ClassVar[str] = "vkbd"
 
@@ -359,6 +378,30 @@ class VkbdConfig(DeviceConfig):
     backend: int = _key(DOMID, 0)
     #: Hotplug script name or path; None for the default.
     script: str | None = _key(SCRIPT, None)
+    #: The guest exposes no keyboard (key events are not sent); None means no.
+    disableKeyboard: bool | None = _key(BOOLEAN, None, name="feature-disable-keyboard")
+    #: The guest exposes no pointer (pointer events and buttons are not sent).
+    disablePointer: bool | None = _key(BOOLEAN, None, name="feature-disable-pointer")
+    #: The absolute pointer's range; None: the size of the display it is paired with.
+    width: int | None = _key(POINTER_EXTENT, None)
+    height: int | None = _key(POINTER_EXTENT, None)
+    #: An id the guest can tell its keyboards apart by.
+    uniqueId: str | None = _key(UNIQUE_ID, None, name="unique-id")
+
+    @classmethod
+    def fromDetails(
+        cls, details: Mapping[str, str], secrets: Mapping[str, str], entry: str | None = None
+    ) -> Self:
+        """As `DeviceConfig.fromDetails`; `width` and `height` in the area are the
+        keyboard's own only when its private record says so (`OWN_SIZE`), and
+        otherwise the size of its display, written there for the guest."""
+        if secrets.get(OWN_SIZE) != "1":
+            details = {k: v for k, v in details.items() if k not in ("width", "height")}
+        return super().fromDetails(details, secrets, entry)
+
+    def _check(self, entry: str) -> None:
+        if (self.width is None) != (self.height is None):
+            raise ConfigError(f"{entry}: width and height go together (give both or neither)")
 
 
 _DEVICE_CLASSES: dict[str, type[DeviceConfig]] = {
@@ -490,7 +533,7 @@ class DomainConfig:
         """``(vm ...)`` with every set key, each vkbd paired with a vfb just before it."""
         out: list[sxp.SExpr] = ["vm"]
         for key in self.configKeys():
-            value = getattr(self, key.name)
+            value = getattr(self, key.attr)
             if value is not None:
                 out.append([key.name, key.toString(value)])
         out.extend([key, _otherToSXP(value)] for key, value in self.other)
@@ -516,7 +559,7 @@ class DomainConfig:
 
     def __repr__(self) -> str:
         other = tuple((key, "***" if key in SECRET_KEYS else value) for key, value in self.other)
-        shown = [f"{key.name}={getattr(self, key.name)!r}" for key in self.configKeys()]
+        shown = [f"{key.name}={getattr(self, key.attr)!r}" for key in self.configKeys()]
         shown += [f"vfbs={self.vfbs!r}", f"vkbds={self.vkbds!r}", f"other={other!r}"]
         return f"DomainConfig({', '.join(shown)})"
 
