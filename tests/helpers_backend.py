@@ -133,16 +133,18 @@ class HostileDomain(GuestDomain):
 
 
 @inlineCallbacks
-def createDomain(xs, domid: int, name: str = "guest", vfbs=None, vkbds=()):
+def createDomain(xs, domid: int, name: str = "guest", vfbs=None, vkbds=(), keyboard=None):
     """Write the domain's name and its devices as the daemon does; returns the `Domain`
-    and the [(class, devid)] it created.  `vfbs` are VfbConfig keyword dicts."""
+    and the [(class, devid)] it created.  `vfbs` are VfbConfig keyword dicts; `keyboard`
+    the VkbdConfig keywords of each display's own keyboard; `vkbds` extra keyboards'."""
     yield xs.write(f"{domainPath(domid)}/name", name)
     yield xs.write(f"{domainPath(domid)}/domid", str(domid))
     domain = Domain(xs, domid, name, reactor)
     created = []
     for keys in (vfbs if vfbs is not None else [{}]):
-        created += yield domain.attach("vfb",
-            VfbConfig(**dict({"vnc": True, "vncunused": True}, **keys)))
+        created += yield domain.attach(
+            "vfb", VfbConfig(**dict({"vnc": True, "vncunused": True}, **keys)),
+            VkbdConfig(**(keyboard or {})))
     for keys in vkbds:
         created.append(("vkbd", (yield domain.controller("vkbd").createDevice(
             VkbdConfig(**keys)))))

@@ -45,3 +45,19 @@ def test_buttonsAndDefaults():
 def test_decodeWrongSize():
     with pytest.raises(ValueError, match="41 bytes"):
         kbdif.decodeInEvent(bytes(41))
+
+
+def test_positions_are_scaled_to_what_the_guest_read_at_probe():
+    scale = kbdif.scalePosition
+    # Same size: unchanged.
+    assert scale(0, 0, (800, 600), (800, 600)) == (0, 0)
+    assert scale(799, 599, (800, 600), (800, 600)) == (799, 599)
+    # The guest resized to 1024x768 but still takes 0..800 x 0..600.
+    assert scale(1023, 767, (1024, 768), (800, 600)) == (799, 599)
+    assert scale(512, 384, (1024, 768), (800, 600)) == (400, 300)
+    # Off the screen: clamped to its edges.
+    assert scale(5000, -3, (1024, 768), (800, 600)) == (799, 0)
+    # Raw: 0..0x7fff across the whole screen, corners exact.
+    assert scale(0, 0, (640, 480), None) == (0, 0)
+    assert scale(639, 479, (640, 480), None) == (kbdif.RAW_POINTER_MAX, kbdif.RAW_POINTER_MAX)
+    assert scale(0, 0, (1, 1), None) == (0, 0)

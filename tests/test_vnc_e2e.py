@@ -42,10 +42,11 @@ DOMID = 6
 PATTERN = imageBytes(patternBytes(800, 600, DOMID, 0), 800, 600)
 
 
-async def served(xs, guestFactory, backendProcess, runDir, **vfbKeys):
+async def served(xs, guestFactory, backendProcess, runDir, guestOptions=None, keyboard=None,
+                 **vfbKeys):
     """A guest with one display Connected to a real backend; (guest, backend, port)."""
-    domain, created = await createDomain(xs, DOMID, vfbs=[vfbKeys])
-    guest = await guestFactory(DOMID)
+    domain, created = await createDomain(xs, DOMID, vfbs=[vfbKeys], keyboard=keyboard)
+    guest = await guestFactory(DOMID, **(guestOptions or {}))
     backend = backendProcess(DOMID)
     await waitStates(xs, DOMID, created)
     port = int(await xs.read(f"{backendPath(DOMID, 'vfb', 0)}/vnc-port"))
@@ -182,6 +183,93 @@ async def test_resize_by_the_guest_seen_by_the_client(
     assert client.screen.size == (640, 480)
     await hangUp(client)
     backend.assertHealthy()
+
+
+async def resized(client, guest, width, height):
+    """Resize the guest's screen and wait until the client has the new size."""
+    done = Deferred()
+    original = client.updateDesktopSize
+
+    def updateDesktopSize(w, h):
+        original(w, h)
+        if (w, h) == (width, height) and not done.called:
+            done.callback(None)
+
+    client.updateDesktopSize = updateDesktopSize
+    guest.device("vfb", 0).resize(width, height)
+    client.framebufferUpdateRequest(incremental=True)
+    await done
+
+
+def positions(events):
+    return [(e["abs_x"], e["abs_y"]) for e in events if e["type"] == "pos"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pointer_stays_right_after_the_guest_resizes(
+        xs, guestFactory, backendProcess, runDir):
+    guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
+    client = await connect(port)
+    await client.refreshScreen()
+    # 1024x768 fits because the guest took the vfb's videoram (8 MiB), as xen-fbfront does.
+    await resized(client, guest, 1024, 768)
+    # Its kbdfront still takes 0..800 x 0..600, the width/height it read at probe.
+    client.mouseMove(1023, 767)
+    client.mouseMove(512, 384)
+    client.mouseMove(0, 0)
+    await roundTrip(client)
+    assert positions(await waitInput(runDir, 3)) == [(799, 599), (400, 300), (0, 0)]
+    await hangUp(client)
+    backend.assertHealthy()
+
+
+@pytest_twisted.ensureDeferred
+async def test_raw_pointer_for_a_guest_that_asks(
+        xs, guestFactory, backendProcess, runDir):
+    guest, backend, port = await served(xs, guestFactory, backendProcess, runDir,
+                                        guestOptions={"rawPointer": True})
+    assert (await xs.read(f"{backendPath(DOMID, 'vkbd', 0)}/feature-raw-pointer")) == "1"
+    client = await connect(port)
+    await client.refreshScreen()
+    client.mouseMove(799, 599)
+    await roundTrip(client)
+    await resized(client, guest, 640, 480)
+    client.mouseMove(639, 0)
+    await roundTrip(client)
+    assert positions(await waitInput(runDir, 2)) == [(0x7FFF, 0x7FFF), (0x7FFF, 0)]
+    await hangUp(client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_keyboard_without_keyboard_or_pointer(
+        xs, guestFactory, backendProcess, runDir):
+    guest, backend, port = await served(
+        xs, guestFactory, backendProcess, runDir,
+        keyboard={"disableKeyboard": True, "width": 1600, "height": 1200})
+    client = await connect(port)
+    client.keyPress("h")  # dropped: the guest has no keyboard
+    client.mouseMove(400, 300)  # scaled to the keyboard's own range
+    await roundTrip(client)
+    events = await waitInput(runDir, 1)
+    assert events == [{"dev": "vkbd/0", "type": "pos", "abs_x": 800, "abs_y": 600, "rel_z": 0}]
+    await hangUp(client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_keyboard_without_pointer(
+        xs, guestFactory, backendProcess, runDir):
+    guest, backend, port = await served(xs, guestFactory, backendProcess, runDir,
+                                        keyboard={"disablePointer": True})
+    client = await connect(port)
+    client.mouseMove(10, 20)  # dropped, button too: the guest has no pointer
+    client.mousePress(1)
+    client.keyPress("h")
+    await roundTrip(client)
+    assert await waitInput(runDir, 2) == [
+        {"dev": "vkbd/0", "type": "key", "keycode": KEY_H, "pressed": True},
+        {"dev": "vkbd/0", "type": "key", "keycode": KEY_H, "pressed": False},
+    ]
+    await hangUp(client)
 
 
 @pytest_twisted.ensureDeferred

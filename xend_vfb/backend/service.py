@@ -268,7 +268,11 @@ class DomainBackend:
             keyboard = self.devices.get(companion) if companion is not None else None
             return keyboard.ops if keyboard is not None and keyboard.connected else None
 
-        return KeyboardProxy(lookup)
+        def screen() -> Any:
+            display = self.devices.get(("vfb", vfbId))
+            return display.ops.screen if display is not None else None
+
+        return KeyboardProxy(lookup, screen)
 
     # -- control socket --------------------------------------------------------------
 

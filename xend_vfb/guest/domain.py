@@ -53,6 +53,8 @@ class GuestOptions:
     animate: float = 0.0
     #: Publish the vkbd page as a grant (``page-gref``) rather than a frame.
     vkbdGrant: bool = False
+    #: Ask for raw pointer coordinates (``request-raw-pointer``) when the backend offers them.
+    rawPointer: bool = False
     #: The mode SIGUSR1 switches to (and back from).
     resizeTo: tuple[int, int] | None = None
 

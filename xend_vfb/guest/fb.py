@@ -49,6 +49,7 @@ __all__ = ["DEPTH", "RETRY_DELAY", "VfbFrontend", "memLength"]
 DEPTH = 32
 #: Seconds before a flush blocked by a full out ring is retried without a notification.
 RETRY_DELAY = 0.2
+MIB = 1024 * 1024
 
 
 def memLength(width: int, height: int, videoram: int = 0) -> int:
@@ -85,13 +86,19 @@ class VfbFrontend(Frontend):
 
     # -- Frontend hooks ------------------------------------------------------
 
-    def allocate(self) -> dict[str, str]:
-        """Shared page, framebuffer and directory pages; draw before publishing."""
+    @inlineCallbacks
+    def allocate(self):
+        """Shared page, framebuffer and directory pages; draw before publishing.
+
+        As Linux's xen-fbfront, the framebuffer is the backend's ``videoram`` (MiB)
+        when it says so (room to resize into), and at least one screen."""
         options = self.domain.options
         memory = self.domain.memory
         width, height = options.size
         stride = width * BYTES_PER_PIXEL
-        self.memLength = memLength(width, height, options.videoram)
+        videoram = yield self.domain.xs.readOrNone(f"{self.backendPath}/videoram")
+        least = int(videoram) * MIB if videoram and videoram.isdigit() else 0
+        self.memLength = memLength(width, height, max(options.videoram, least))
         self.shared = memory.allocPages(1)
         self.framebuffer = memory.allocPages(self.memLength // PAGE_SIZE)
         listing = directoryPages(self.framebuffer.frames, options.protocol)

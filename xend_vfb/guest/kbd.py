@@ -3,7 +3,8 @@
 Behaves as Linux's xen-kbdfront: at probe it reads the backend's static
 ``feature-abs-pointer``, ``width`` and ``height`` (the toolstack wrote them
 with the backend area), asks for absolute pointing (``request-abs-pointer``)
-only if the backend offers it, and publishes its page as ``page-ref`` (or,
+only if the backend offers it (and, with the domain's ``rawPointer`` option,
+raw coordinates, ``request-raw-pointer``, if offered), and publishes its page as ``page-ref`` (or,
 with the domain's ``vkbdGrant`` option, as a grant in ``page-gref``).
 
 Every event received is appended to the domain's `InputLog`, one JSON object a
@@ -82,7 +83,7 @@ class VkbdFrontend(Frontend):
         """Read the backend's static features, allocate and (maybe) grant the page."""
         xs = self.domain.xs
         features = {}
-        for key in ("feature-abs-pointer", "width", "height"):
+        for key in ("feature-abs-pointer", "feature-raw-pointer", "width", "height"):
             features[key] = yield xs.readOrNone(f"{self.backendPath}/{key}")
         self.absPointer = features["feature-abs-pointer"] == "1"
         self.log(
@@ -102,6 +103,8 @@ class VkbdFrontend(Frontend):
             keys["page-ref"] = str(frame)
         if self.absPointer:
             keys["request-abs-pointer"] = "1"
+            if self.domain.options.rawPointer and features["feature-raw-pointer"] == "1":
+                keys["request-raw-pointer"] = "1"
         return keys
 
     def eventReceived(self) -> None:

@@ -7,8 +7,10 @@ directory.  Signals:
 - SIGTERM, SIGINT: the guest powers off: close every device (Closing, wait at
   most ``--close-timeout`` seconds for the backend, Closed), then exit 0.
 - SIGHUP: the guest reboots itself: the same, with the reason ``reboot``.
-- SIGUSR1: every connected vfb switches to the ``--resize-to`` mode, or back
-  to its first mode if it shows that one already (sends RESIZE, redraws).
+- SIGUSR1: every connected vfb switches to the ``--resize-to`` mode (default
+  1024x768), or back to its first mode if it shows that one already (sends
+  RESIZE, redraws); a mode that does not fit the framebuffer (the vfb's
+  ``videoram``) is refused in the guest's log.
 
 As a Linux guest does, it also obeys the toolstack's requests in
 ``/local/domain/D/control/shutdown`` (``poweroff``, ``reboot``, ``suspend``;
@@ -51,6 +53,8 @@ log = Logger()
 
 #: Seconds a stop may take beyond the close timeout before the process exits anyway.
 STOP_MARGIN = 5.0
+#: The mode SIGUSR1 switches to without ``--resize-to``: it fits the default videoram (8 MiB).
+DEFAULT_RESIZE = (1024, 768)
 #: What the toolstack may write to ``control/shutdown``, as the reason it means.
 SHUTDOWN_REQUESTS = {"poweroff": "poweroff", "halt": "poweroff", "reboot": "reboot",
                      "suspend": "suspend"}
@@ -110,7 +114,8 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-file", help="log here instead of stderr")
     parser.add_argument("--size", type=parseSize, default=(800, 600), help="mode WxH (800x600)")
     parser.add_argument(
-        "--videoram", type=int, default=0, help="least framebuffer MiB (default: one screen)"
+        "--videoram", type=int, default=0,
+        help="least framebuffer MiB (default: the backend's videoram, at least one screen)"
     )
     parser.add_argument("--protocol", type=_protocol, default="x86_64-abi", help="guest ABI")
     parser.add_argument(
@@ -125,7 +130,11 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--vkbd-grant", action="store_true", help="publish the vkbd page as page-gref"
     )
-    parser.add_argument("--resize-to", type=parseSize, help="mode SIGUSR1 switches to (WxH)")
+    parser.add_argument(
+        "--raw-pointer", action="store_true",
+        help="ask for raw pointer coordinates (0-32767) when the backend offers them")
+    parser.add_argument("--resize-to", type=parseSize,
+                        help="mode SIGUSR1 switches to (WxH, default 1024x768)")
     parser.add_argument(
         "--close-timeout",
         type=float,
@@ -212,10 +221,7 @@ class Simulator:
 
     def toggleResize(self) -> None:
         """SIGUSR1: each connected vfb to ``resizeTo``, or back to its first mode."""
-        target = self.options.resizeTo
-        if target is None:
-            log.warn("SIGUSR1 ignored: no --resize-to given")
-            return
+        target = self.options.resizeTo or DEFAULT_RESIZE
         for domain in self.domains:
             for frontend in list(domain.devices.values()):
                 if not isinstance(frontend, VfbFrontend):
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         image=args.image,
         animate=args.animate,
         vkbdGrant=args.vkbd_grant,
+        rawPointer=args.raw_pointer,
         resizeTo=args.resize_to,
     )
     try:

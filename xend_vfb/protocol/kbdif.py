@@ -26,6 +26,8 @@ __all__ = [
     "KeyEvent",
     "PositionEvent",
     "decodeInEvent",
+    "RAW_POINTER_MAX",
+    "scalePosition",
 ]
 
 
@@ -46,6 +48,9 @@ OUT_RING = Ring("vkbd out", cons_offset=8, prod_offset=12, offset=3072, size=102
 BTN_LEFT = 0x110
 BTN_RIGHT = 0x111
 BTN_MIDDLE = 0x112
+
+#: Raw (unscaled) absolute coordinates run from 0 to this, whatever the screen's size.
+RAW_POINTER_MAX = 0x7FFF
 
 _MOTION = struct.Struct("<B3x3i24x")
 _KEY = struct.Struct("<BB2xI32x")
@@ -103,3 +108,19 @@ def decodeInEvent(raw: bytes) -> MotionEvent | KeyEvent | PositionEvent | None:
     if kind == InType.POS:
         return PositionEvent(*_POS.unpack(raw)[1:])
     return None
+
+
+def scalePosition(x: int, y: int, screen: tuple[int, int],
+                  extent: tuple[int, int] | None) -> tuple[int, int]:
+    """Position (`x`, `y`) on a screen of `screen` (width, height) pixels, as the guest
+    takes it: in the range it read when it probed (`extent`: the backend's ``width``
+    and ``height``, which do not follow a later resize), or raw (`extent` None: 0 to
+    `RAW_POINTER_MAX`, for a guest that asked ``request-raw-pointer``).  Positions off
+    the screen are clamped to its edges.
+    """
+    width, height = screen
+    x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    if extent is None:
+        return (x * RAW_POINTER_MAX // max(width - 1, 1),
+                y * RAW_POINTER_MAX // max(height - 1, 1))
+    return x * extent[0] // width, y * extent[1] // height
