@@ -269,7 +269,7 @@ class DomainBackend:
             return keyboard.ops if keyboard is not None and keyboard.connected else None
 
         def screen() -> Any:
-            display = self.devices.get(("vfb", vfbId))
+            display = self.devices.get((VFB.name, vfbId))
             return display.ops.screen if display is not None else None
 
         return KeyboardProxy(lookup, screen)
