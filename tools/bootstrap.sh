@@ -1,7 +1,9 @@
 # Sourced by demo.sh and test.sh: installs, idempotently, everything the project
 # needs on a fresh Debian 12 machine (run as root), and is quick the second time.
 #   - Debian packages: Xen's libraries and headers, the xenstore CLI tools, libxkbcommon
-#     and the XKB layouts (the VNC server's keymaps; pip builds the bindings against it)
+#     and the XKB layouts (the VNC server's keymaps; pip builds the bindings against it),
+#     and for the real-viewer tests (tests/test_viewers.py) Xvfb, setxkbmap, TigerVNC's
+#     viewer and gtk-vnc with its GObject bindings for the system's python3
 #   - the C xenstored binary, unpacked from xen-utils-4.17 into .build/ (not installed)
 #   - the LD_PRELOAD shim that lets xenstored run without a hypervisor
 #   - Chromium and its WebDriver (the browser console's tests), npm when there is none
@@ -13,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.build
 VENV=$ROOT/.venv
 DEBS="libxenmisc4.17 libxen-dev xenstore-utils libxkbcommon0 libxkbcommon-dev xkb-data
-      chromium chromium-driver tigervnc-viewer xvfb x11-xkb-utils xdotool gvncviewer"
+      chromium chromium-driver tigervnc-viewer xvfb x11-xkb-utils python3-gi gir1.2-gtk-vnc-2.0"
 # Debian's npm, unless one is there already (e.g. with NodeSource's nodejs, which has it).
 command -v npm >/dev/null || DEBS="$DEBS npm"
 NOVNC_VERSION=1.7.0
