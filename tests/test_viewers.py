@@ -172,3 +172,40 @@ def test_a_client_without_extended_key_events(guest):
         KEY_Y, KEY_Z, KEY_MINUS, KEY_RIGHTALT, KEY_Q]
     assert not [e for e in events if e["pressed"] is False and e["keycode"] not in
                 (KEY_Y, KEY_Z, KEY_MINUS, KEY_RIGHTALT, KEY_Q)]
+
+
+def test_gtk_vnc_reboots_the_guest_through_power_control(xserver, tmp_path):
+    """gtk-vnc's power control (xvp), as gvncviewer's Power menu: an authenticated viewer
+    reboots the guest (`vncpowercontrol=1`), and stays connected to see it come back."""
+    run = DaemonRun(tmp_path / "run")
+    process = None
+    try:
+        run.start()
+        path = tmp_path / "powered.cfg"
+        path.write_text("name = 'powered'\nmemory = 32\n"
+                        "vfb = [ 'vnc=1,vncunused=1,vncpasswd=pw,vncpowercontrol=1' ]\n")
+        run.cli("create", str(path))
+        port = waitUntil(lambda: run.json("vfb-list", "powered")[0]["vnc_port"],
+                         "the display's port")
+        old = next(d["domid"] for d in run.json("list") if d["name"] == "powered")
+        process = subprocess.Popen(
+            [SYSTEM_PYTHON, GTK_VNC_VIEWER, "127.0.0.1", str(port), "--password", "pw",
+             "--power", "reboot"],
+            env=xserver.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert process.stdout.readline().strip() == "power-control-requested"
+
+        def remade():
+            domains = [d for d in run.json("list") if d["name"] == "powered"]
+            return domains and domains[0]["domid"] != old and domains[0]["domid"]
+
+        new = waitUntil(remade, "the guest to be rebooted as a new domain", timeout=60)
+        assert f"domain {old}: reboot, as a VNC viewer asked" in run.log()
+        # The same viewer, never reconnected, shows the new domain's screen.
+        waitUntil(lambda: findImage(xserver.screenshot(), pattern(800, 600, new)),
+                  "the viewer to show the rebooted guest", timeout=60)
+        assert process.poll() is None
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+        run.cleanup()
