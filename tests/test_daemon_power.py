@@ -20,7 +20,7 @@ from tests.test_daemon_lifecycle import (
     domainOf,
     guestConfig,
 )
-from xend_vfb.rfb.des import vncAuthResponse
+from xend_vfb.rfb.vncauth import vncAuthResponse
 
 pytestmark = pytest.mark.timeout(300)
 
