@@ -349,6 +349,9 @@ class FakeContext:
     def keep(self, devid, held):
         return False  # not holding: a display that goes is stopped
 
+    def requestPower(self, action):
+        raise AssertionError("no power request expected")
+
 
 class FakeDevice:
     devid = 0
