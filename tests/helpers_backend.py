@@ -48,7 +48,7 @@ __all__ = [
 
 BACKEND_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-backend")
 GUEST_PROGRAM = os.path.join(os.path.dirname(sys.executable), "xend-vfb-guest")
-MEMORY_SIZE = 16 * 1024 * 1024
+MEMORY_SIZE = 64 * 1024 * 1024  # sparse: pages cost nothing until written
 
 
 def makeRunDir() -> str:
