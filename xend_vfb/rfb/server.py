@@ -654,9 +654,9 @@ class VNCDisplay:
     anyone in; None for never.  With `localSocket` (the path for a port) the display
     also listens on that Unix socket, mode 0600, for the daemon's browser console:
     there it offers no VeNCrypt, as the browser's side of that path has TLS of its
-    own (QEMU lets its TLS WebSocket in the same way).  `powerControl`, when given, is called with the
-    `PowerAction` an authenticated xvp client asks for; it returns when the request
-    is passed on (or a Deferred), and fails if it cannot be.
+    own (QEMU lets its TLS WebSocket in the same way).  `powerControl`, when given,
+    is called with the `PowerAction` an authenticated xvp client asks for; it returns
+    when the request is passed on (or a Deferred), and fails if it cannot be.
     """
 
     def __init__(
