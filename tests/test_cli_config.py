@@ -150,9 +150,10 @@ def test_config_is_checked_before_the_daemon(capsys, tmp_path, monkeypatch):
         (
             ["frobnicate"],
             "argument COMMAND: invalid choice: 'frobnicate' (choose from 'daemon', 'create', "
-            "'destroy', 'list', 'screenshot', 'stop', 'reboot', 'shutdown', 'save', "
-            "'restore', 'migrate', 'vfb-attach', 'vfb-detach', 'vfb-list', 'vkbd-attach', "
-            "'vkbd-detach', 'vkbd-list') (see: xend-vfb --help)",
+            "'destroy', 'list', 'screenshot', 'console-url', 'stop', 'reboot', 'shutdown', "
+            "'save', 'restore', 'migrate', 'vncviewer', 'vnc-passwd', 'vfb-attach', "
+            "'vfb-detach', 'vfb-list', 'vkbd-attach', 'vkbd-detach', 'vkbd-list') "
+            "(see: xend-vfb --help)",
         ),
         (["create"], "the following arguments are required: CONFIG (see: xend-vfb create --help)"),
         (
