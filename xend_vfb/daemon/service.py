@@ -2,11 +2,11 @@
 
 The children, in the order they start: the browser console (`xend_vfb.web`: first,
 so that a wrong setting stops the daemon before anything started), the xenstore
-connection (`store`), the
-process supervisor, the host, the backends and their zygote (`backends`), the
-recovery of what an earlier daemon left (`recovery`), the guests' lives across
-domains (`guests`), and last the control socket (`control`).  The operations
-(create, destroy, attach, detach) journal each step (`journal`).
+connection (`store`), the process supervisor, the host, the backends and their
+zygote (`backends`), the recovery of what an earlier daemon left (`recovery`), the
+guests' lives across domains (`guests`), power requests from VNC viewers (`power`),
+and last the control socket (`control`).  The operations (create, destroy, attach,
+detach) journal each step (`journal`).
 """
 
 from __future__ import annotations
