@@ -1,11 +1,15 @@
 """The Screen the backend fills, its observers, and screenshots."""
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from xend_vfb.display.screen import IScreen, IScreenObserver, Screen, screenshot
+from xend_vfb.display.screen import TILE, IScreen, IScreenObserver, Screen, screenshot
 
 
 @implementer(IScreenObserver)
@@ -18,6 +22,9 @@ class Observer:
 
     def screenResized(self, width, height):
         self.calls.append(("resized", width, height))
+
+    def screenStale(self):
+        self.calls.append(("stale",))
 
 
 def test_interfaces():
@@ -94,3 +101,131 @@ def test_screenshot(tmp_path):
         assert image.convert("RGB").tobytes() == bytes(
             [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 48, 32, 16]
         )
+
+
+# -- pixels on demand: a source, stale marks, sync -------------------------------------------
+
+
+class Guest:
+    """A guest framebuffer (XRGB8888, the screen's size) as a screen's source, counting reads."""
+
+    def __init__(self, width, height, seed=1):
+        self.width = width
+        self.pixels = bytearray(random.Random(seed).randbytes(width * height * 4))
+        self.reads = []
+
+    def __call__(self, x, y, w, h):
+        self.reads.append((x, y, w, h))
+        stride = self.width * 4
+        return bytearray(b"".join(
+            self.pixels[(y + r) * stride + x * 4:(y + r) * stride + (x + w) * 4] for r in range(h)))
+
+    def draw(self, x, y, value=b"\x01\x02\x03\x00"):
+        at = (y * self.width + x) * 4
+        self.pixels[at:at + 4] = value
+
+
+def sourced(width, height):
+    screen = Screen(width, height)
+    guest = screen.source = Guest(width, height)
+    observer = Observer()
+    screen.addObserver(observer)
+    return screen, guest, observer
+
+
+def pixelsOf(rects):
+    return {(x + i, y + j) for x, y, w, h in rects for i in range(w) for j in range(h)}
+
+
+def test_invalidate_reads_nothing_and_marks_stale_once():
+    screen, guest, observer = sourced(40, 30)
+    screen.invalidate(0, 0, 10, 10)
+    screen.invalidate(-5, 25, 100, 100)  # clipped
+    screen.invalidate(50, 0, 5, 5)  # outside: dropped
+    assert screen.stale
+    assert guest.reads == []
+    assert observer.calls == [("stale",)]
+    screen.sync()
+    assert not screen.stale
+    assert sorted(guest.reads) == [(0, 0, 10, 10), (0, 25, 40, 5)]  # each stale rectangle once
+    screen.invalidate(0, 0, 1, 1)
+    assert observer.calls[-1] == ("stale",)
+
+
+def test_sync_reports_only_the_tiles_that_changed():
+    screen, guest, observer = sourced(100, 50)
+    screen.invalidate(0, 0, 100, 50)
+    screen.sync()
+    assert bytes(screen.buffer) == bytes(guest.pixels)
+    observer.calls.clear()
+    guest.draw(37, 21)
+    guest.draw(99, 49)
+    screen.invalidate(0, 0, 100, 50)
+    screen.sync()
+    updated = [call[1:] for call in observer.calls if call[0] == "updated"]
+    assert pixelsOf(updated) == pixelsOf([(32, 16, 16, 16), (96, 48, 4, 2)])
+    assert bytes(screen.buffer) == bytes(guest.pixels)
+    # Stale again with nothing new: copied, compared, nothing reported.
+    observer.calls.clear()
+    screen.invalidate(0, 0, 100, 50)
+    screen.sync()
+    assert observer.calls == [("stale",)]
+
+
+def test_sync_without_stale_or_source_reads_nothing():
+    screen, guest, observer = sourced(20, 20)
+    screen.sync()
+    assert guest.reads == []
+    screen.invalidate(0, 0, 20, 20)
+    screen.source = None  # the guest's mappings went away
+    screen.sync()
+    assert guest.reads == [] and not screen.stale
+
+
+def test_resize_drops_stale_marks():
+    screen, guest, observer = sourced(20, 20)
+    screen.invalidate(0, 0, 20, 20)
+    screen.resize(10, 10)
+    assert not screen.stale
+    screen.sync()
+    assert guest.reads == []
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    size=st.tuples(st.integers(1, 50), st.integers(1, 40)),
+    stale=st.lists(st.tuples(*[st.integers(-10, 60)] * 2, *[st.integers(0, 40)] * 2),
+                   max_size=4),
+    drawn=st.lists(st.tuples(st.integers(0, 49), st.integers(0, 39)), max_size=6),
+)
+def test_sync_copies_the_stale_region_and_reports_its_changed_tiles(size, stale, drawn):
+    width, height = size
+    screen, guest, observer = sourced(width, height)
+    screen.invalidate(0, 0, width, height)
+    screen.sync()
+    observer.calls.clear()
+    before = bytes(screen.buffer)
+    drawn = {(x, y) for x, y in drawn if x < width and y < height}
+    for x, y in drawn:
+        guest.draw(x, y, b"\xff\xfe\xfd\x00")  # differs from every random pixel's X byte
+    for rect in stale:
+        screen.invalidate(*rect)
+    staleRects = screen._stale.rects()
+    screen.sync()
+    inStale = pixelsOf(staleRects)
+    # The stale region now shows the guest; the rest is as it was.
+    for y in range(height):
+        for x in range(width):
+            at = (y * width + x) * 4
+            source = guest.pixels if (x, y) in inStale else before
+            assert screen.buffer[at:at + 4] == source[at:at + 4]
+    # Reported: each tile part (tile x stale rectangle) holding a copied change, nothing else.
+    expected = set()
+    for rx, ry, rw, rh in staleRects:
+        part = pixelsOf([(rx, ry, rw, rh)])
+        for x, y in drawn & part:
+            tx, ty = x - x % TILE, y - y % TILE
+            expected |= pixelsOf([(tx, ty, TILE, TILE)]) & part
+    updated = [call[1:] for call in observer.calls if call[0] == "updated"]
+    assert pixelsOf(updated) == expected
+    assert sum(w * h for _, _, w, h in updated) == len(expected)  # nothing twice

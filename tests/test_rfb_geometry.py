@@ -51,8 +51,13 @@ class SizeOnlyScreen:
         self.width, self.height = width, height
         self.observers = []
 
+    stale = False
+
     def pixels(self):
         raise AssertionError("announcing a size must not read pixels")
+
+    def sync(self):
+        pass
 
     def addObserver(self, observer):
         self.observers.append(observer)

@@ -18,6 +18,7 @@ from vncdotool.client import AuthenticationError
 from tests.helpers_backend import (
     createDomain,
     imageBytes,
+    screenshot,
     status,
     waitStates,
 )
@@ -98,6 +99,30 @@ async def test_capture_equals_guest_pattern(xs, guestFactory, backendProcess, ru
         start = ((100 + row) * 800 + 200) * 4
         expected[start:start + 200] = pixel(12, 34, 56) * 50
     await captured(client, imageBytes(bytes(expected), 800, 600), "the guest's drawing")
+    await hangUp(client)
+    backend.assertHealthy()
+
+
+async def copies(backend):
+    """How many copies out of the guest's framebuffer vfb/0 made so far."""
+    devices = (await status(backend))["devices"]
+    return next(d["copies"] for d in devices if (d["class"], d["devid"]) == ("vfb", 0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_pixels_copied_only_for_a_screenshot_or_a_viewer(
+        xs, guestFactory, backendProcess, runDir):
+    guest, backend, port = await served(xs, guestFactory, backendProcess, runDir)
+    # Connected, nobody watching: the framebuffer is mapped, nothing copied.
+    assert await copies(backend) == 0
+    assert (await screenshot(backend)).tobytes() == PATTERN
+    assert await copies(backend) == 1  # the screenshot's, exact
+    client = await connect(port)
+    await client.refreshScreen()
+    assert client.screen.tobytes() == PATTERN
+    # The new viewer's first picture (and the guest's full update it asks for once
+    # watched, if that arrives after the first picture).
+    assert await copies(backend) >= 2
     await hangUp(client)
     backend.assertHealthy()
 

@@ -1,9 +1,11 @@
 """The vfb ops: map the guest's framebuffer, keep a screen copy, show it (VNC, SDL).
 
-The screen copy (`display.screen.Screen`, always XRGB8888) is what displays read;
-it is filled from the guest's framebuffer on each UPDATE the guest sends (or
-by polling when the guest cannot send them), so a display never touches
-guest memory.
+The screen copy (`display.screen.Screen`, always XRGB8888) is what displays read.
+The guest's UPDATE events (or, for a guest that cannot send them, a poll
+while someone watches) only mark rectangles stale; pixels are copied out of
+the guest's framebuffer when a display is about to send them (`Screen.sync`),
+once per copy into a buffer of our own, so a display never touches guest
+memory and nothing is copied while nobody watches.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from xend_vfb.display.sdl import SDLDisplay
 from xend_vfb.errors import DeviceError, GuestError
 from xend_vfb.model import PASSWORD_EXPIRES
 from xend_vfb.protocol import fbif
-from xend_vfb.protocol.pixels import copyRect
+from xend_vfb.protocol.pixels import readRect
 from xend_vfb.rfb.keymaps import loadKeymap
 from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
 from xend_vfb.tls import TLSSettings
@@ -38,15 +40,8 @@ log = Logger()
 MIB = 1024 * 1024
 #: Refresh period (ms) asked of a guest while someone watches: about 60 Hz.
 REFRESH_MS = 16
-#: Seconds between full copies for a guest that sends no UPDATE events.
+#: Seconds between marking the whole screen stale, for a guest that sends no UPDATE events.
 POLL_INTERVAL = 0.05
-#: A copy that took longer than this (seconds) is followed by a pause of `COPY_PAUSE`
-#: times its length before the next UPDATE-driven copy; UPDATEs arriving meanwhile
-#: are merged.  A fast host (a full frame in about a millisecond) never pauses; a slow
-#: one (real Xen under QEMU TCG: 85 ms per full frame) would otherwise spend all its
-#: time copying frames nobody sees and none sending them to viewers.
-SLOW_COPY = 0.005
-COPY_PAUSE = 2.0
 
 
 @dataclass
@@ -80,14 +75,10 @@ class VfbOps(DeviceOps):
         self.memLength = 0
         self._poller: LoopingCall | None = None
         self._device: BackendDevice | None = None
-        #: For `status`: UPDATE events taken, copies into the screen made, their cost.
+        #: For `status`: UPDATE events taken, copies out of guest memory made, their cost.
         self.updatesReceived = 0
         self.copies = 0
         self.copySeconds = 0.0
-        #: UPDATE rectangles not copied yet (bounding box), and when copying may resume.
-        self._dirty: tuple[int, int, int, int] | None = None
-        self._copyCall: Any = None
-        self._nextCopy = 0.0
 
     # -- ops ------------------------------------------------------------------
 
@@ -221,6 +212,7 @@ class VfbOps(DeviceOps):
         self._setGeometry(info.geometry)
         self.channel = device.context.eventChannels.bindInterdomain(
             device.domid, port, self._event)
+        self.screen.source = self._read
         # Errors here go to our caller (the device fails to connect), not to
         # `guestError`, which would race with the device's own transition.
         self._hint(self._viewers())
@@ -234,10 +226,8 @@ class VfbOps(DeviceOps):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
-        if self._copyCall is not None and self._copyCall.active():
-            self._copyCall.cancel()
-        self._copyCall = None
-        self._dirty = None
+        if self.screen is not None:
+            self.screen.source = None  # the mappings go: nothing more to read
         for name in ("channel", "framebuffer", "page"):
             resource = getattr(self, name)
             setattr(self, name, None)
@@ -290,75 +280,48 @@ class VfbOps(DeviceOps):
     def _drain(self) -> None:
         """Handle every event in the out ring; `GuestError` for a misbehaving guest.
 
-        The UPDATEs of one batch are merged into one copy of their bounding box: a
-        guest that redraws faster than we copy costs one copy per notification, not
-        one per event (under emulation, each copy of a full frame is expensive); after
-        a slow copy, further UPDATEs are merged until `COPY_PAUSE` has passed."""
-        dirty: tuple[int, int, int, int] | None = None
+        An UPDATE only marks its rectangle stale: however fast the guest redraws,
+        pixels are copied only when a display is about to show them."""
         for raw in fbif.OUT_RING.consume(self.page.view):
             event = fbif.decodeOutEvent(raw)
             if isinstance(event, fbif.UpdateEvent):
                 self.updatesReceived += 1
                 rect = fbif.clipUpdate(event, self.geometry.width, self.geometry.height)
                 if rect is not None:
-                    dirty = rect if dirty is None else _union(dirty, rect)
+                    self.screen.invalidate(*rect)
             elif isinstance(event, fbif.ResizeEvent):
-                geometry = fbif.validateResize(event, self.memLength)
-                dirty = None  # the new geometry is copied whole
-                self._setGeometry(geometry)
+                self._setGeometry(fbif.validateResize(event, self.memLength))
             else:
                 log.info("{device}: ignoring unknown event type {type}",
                          device=self._device, type=raw[0])
-        if dirty is not None:
-            self._copySoon(dirty)
-
-    def _copySoon(self, rect: tuple[int, int, int, int]) -> None:
-        """Copy `rect` now, or merged with later ones once the pause after a slow copy
-        is over."""
-        self._dirty = rect if self._dirty is None else _union(self._dirty, rect)
-        if self._copyCall is not None:
-            return
-        delay = self._nextCopy - time.monotonic()
-        if delay <= 0:
-            self._copyDirty()
-        else:
-            self._copyCall = self._device.context.reactor.callLater(delay, self._copyDirty)
-
-    def _copyDirty(self) -> None:
-        self._copyCall = None
-        rect, self._dirty = self._dirty, None
-        if rect is not None and self.framebuffer is not None:
-            self._copy(*rect)
 
     def _setGeometry(self, geometry: fbif.Geometry) -> None:
         self.geometry = geometry
         if (self.screen.width, self.screen.height) != (geometry.width, geometry.height):
             self.screen.resize(geometry.width, geometry.height)
-        self._copy(0, 0, geometry.width, geometry.height)
+        self.screen.invalidate(0, 0, geometry.width, geometry.height)
 
-    def _copy(self, x: int, y: int, w: int, h: int) -> None:
+    def _read(self, x: int, y: int, w: int, h: int) -> bytearray:
+        """The screen's source: the rectangle, out of the guest's framebuffer, as XRGB8888."""
         geometry = self.geometry
         started = time.perf_counter()
-        copyRect(self.framebuffer.view, geometry.stride, geometry.depth, geometry.offset,
-                 self.screen.buffer, self.screen.width, x, y, w, h)
-        elapsed = time.perf_counter() - started
+        pixels = readRect(self.framebuffer.view, geometry.stride, geometry.depth,
+                          geometry.offset, x, y, w, h)
         self.copies += 1
-        self.copySeconds += elapsed
-        self._nextCopy = time.monotonic() + elapsed * COPY_PAUSE if elapsed > SLOW_COPY else 0.0
-        if (x, y, w, h) == (0, 0, geometry.width, geometry.height):
-            self._dirty = None  # covered by this copy (a resize, a refresh, a new viewer)
-        self.screen.update(x, y, w, h)
+        self.copySeconds += time.perf_counter() - started
+        return pixels
 
     def refresh(self) -> None:
-        """Copy the whole visible framebuffer into the screen now.  For screenshots:
-        while no display watches, the guest is told it need not send UPDATEs
-        (REFRESH_PERIOD 0), so the copy may be behind the framebuffer."""
+        """Bring the screen up to date with the whole visible framebuffer now.  For
+        screenshots: while no display watches, the guest is told it need not send UPDATEs
+        (REFRESH_PERIOD 0), and nothing is copied."""
         if self.geometry is not None and self.framebuffer is not None:
-            self._copy(0, 0, self.geometry.width, self.geometry.height)
+            self.screen.invalidate(0, 0, self.geometry.width, self.geometry.height)
+            self.screen.sync()
 
     def _poll(self) -> None:
         if self.geometry is not None and self._viewers():
-            self._copy(0, 0, self.geometry.width, self.geometry.height)
+            self.screen.invalidate(0, 0, self.geometry.width, self.geometry.height)
 
     def _viewersChanged(self, count: int) -> None:
         """Tell the guest whether anyone watches (period 0: nobody, save your work)."""
@@ -376,11 +339,5 @@ class VfbOps(DeviceOps):
             self.channel.notify()
         if count and self.geometry is not None:
             # The guest may have skipped updates while nobody watched.
-            self._copy(0, 0, self.geometry.width, self.geometry.height)
+            self.screen.invalidate(0, 0, self.geometry.width, self.geometry.height)
 
-
-def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """The smallest rectangle (x, y, w, h) holding both."""
-    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-    return x0, y0, x1 - x0, y1 - y0

@@ -1,4 +1,7 @@
-"""The part of the screen a client has not been sent yet, as a few rectangles.
+"""The part of a screen not copied or not sent yet, as a few rectangles.
+
+Used for the screen's stale region (`screen.Screen`) and each display's
+dirty region (the VNC viewers, the SDL window).
 
 Rectangles merge when their bounding box is exactly their union (one
 contains the other, or they are aligned strips that touch or overlap);

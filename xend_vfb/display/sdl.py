@@ -167,6 +167,9 @@ class SDLDisplay:
         """See `IScreenObserver.screenUpdated`: drawn at the next tick."""
         self._dirty.add((x, y, w, h))
 
+    def screenStale(self) -> None:
+        """See `IScreenObserver.screenStale`: synced at the next tick."""
+
     def screenResized(self, width: int, height: int) -> None:
         """See `IScreenObserver.screenResized`: the window takes the new size now."""
         self._window = self._pygame.display.set_mode((width, height))
@@ -241,6 +244,7 @@ class SDLDisplay:
             self._close()
 
     def _draw(self) -> None:
+        self.screen.sync()  # what the guest drew since the last tick, into our dirty region
         rects = self._dirty.take((0, 0, self.screen.width, self.screen.height))
         if not rects:
             return

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from xend_vfb.protocol.ring import Page
 
-__all__ = ["copyRect"]
+__all__ = ["readRect", "copyRect"]
 
 
 def _table(f: Callable[[int], int]) -> bytes:
@@ -49,12 +49,12 @@ _G565_LO = _table(lambda lo: lo >> 5)
 _G6 = _table(lambda g: _scale(g & 0x3F, 6))
 
 
-def _toXrgb(packed: bytes, depth: int) -> bytearray:
-    """Convert contiguous guest pixels to XRGB8888."""
+def _toXrgb(packed: bytearray, depth: int) -> bytearray:
+    """Convert contiguous guest pixels (already copied out of guest memory) to XRGB8888;
+    depth 32 is converted in place."""
     if depth == 32:
-        out = bytearray(packed)
-        out[3::4] = bytes(len(packed) // 4)
-        return out
+        packed[3::4] = bytes(len(packed) // 4)
+        return packed
     count = len(packed) * 8 // depth
     out = bytearray(count * 4)
     if depth == 24:
@@ -76,6 +76,39 @@ def _toXrgb(packed: bytes, depth: int) -> bytearray:
     return out
 
 
+def readRect(
+    src: Page | bytes,
+    src_stride: int,
+    src_depth: int,
+    src_offset: int,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+) -> bytearray:
+    """The guest's rectangle (x, y, w, h) as XRGB8888, stride ``w * 4``, in a new buffer.
+
+    Guest memory is read once, row by row, into bytes of our own; everything
+    after works on that copy.  The geometry must already be validated
+    (`fbif.Geometry`, `fbif.clipUpdate`): this function trusts it, checking
+    nothing, to stay fast for full frames.
+    """
+    if w <= 0 or h <= 0:
+        return bytearray()
+    bpp = src_depth // 8
+    row_bytes = w * bpp
+    start = src_offset + y * src_stride + x * bpp
+    with memoryview(src) as view:
+        if src_stride == row_bytes:  # whole rows: one slice
+            packed = bytearray(view[start : start + h * row_bytes])
+        else:
+            packed = bytearray().join(
+                view[row : row + row_bytes]
+                for row in range(start, start + h * src_stride, src_stride)
+            )
+    return _toXrgb(packed, src_depth)
+
+
 def copyRect(
     src: Page | bytes,
     src_stride: int,
@@ -88,22 +121,11 @@ def copyRect(
     w: int,
     h: int,
 ) -> None:
-    """Copy the guest's rectangle (x, y, w, h) into the same place of the XRGB8888 ``dst``.
-
-    Called for each clipped UPDATE and after a RESIZE.  The geometry must
-    already be validated (`fbif.Geometry`, `fbif.clipUpdate`): this function
-    trusts it, checking nothing, to stay fast for full-frame updates.
-    """
+    """Copy the guest's rectangle (x, y, w, h) into the same place of the XRGB8888 ``dst``
+    (`readRect`, then written into ``dst``)."""
     if w <= 0 or h <= 0:
         return
-    bpp = src_depth // 8
-    row_bytes = w * bpp
-    start = src_offset + y * src_stride + x * bpp
-    with memoryview(src) as view:
-        packed = b"".join(
-            view[row : row + row_bytes] for row in range(start, start + h * src_stride, src_stride)
-        )
-    out = _toXrgb(packed, src_depth)
+    out = readRect(src, src_stride, src_depth, src_offset, x, y, w, h)
     dst_stride, out_stride = dst_width * 4, w * 4
     first = y * dst_stride + x * 4
     if out_stride == dst_stride:

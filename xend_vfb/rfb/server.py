@@ -3,7 +3,10 @@
 Each connection, once past authentication and ClientInit, is a viewer: an
 `IScreenObserver` of the screen that collects the rectangles the guest
 changed and sends them only when its client asks (FramebufferUpdateRequest),
-coalesced, in the encoding and pixel format the client chose.  What changes
+coalesced, in the encoding and pixel format the client chose.  Pixels are
+copied from the guest only then: a viewer about to send syncs the screen
+(`IScreen.sync`), which copies what the guest redrew and reports the 16-pixel
+tiles that really changed to every viewer.  What changes
 while a client has no request outstanding, or while its connection's send
 buffer is full (the connection pauses us as a push producer), just widens its
 dirty region: a slow client gets fewer, fresher frames, never a growing queue.
@@ -494,6 +497,10 @@ class RFBServerProtocol(Protocol):
         self._dirty.add((x, y, w, h))
         self._maybeSend()
 
+    def screenStale(self) -> None:
+        """See `IScreenObserver.screenStale`: synced when this viewer next sends."""
+        self._maybeSend()
+
     def screenResized(self, width: int, height: int) -> None:
         """See `IScreenObserver.screenResized`."""
         if not self._encoder.desktopSize:
@@ -531,15 +538,20 @@ class RFBServerProtocol(Protocol):
             and not self._paused
             and not self._closing
             and (self._resizePending or self._dirty or self._pseudo or self._lossless
-                 or self._ledsPending)
+                 or self._ledsPending or self._display.screen.stale)
         ):
             self._sendCall = self._display.reactor.callLater(0, self._sendUpdate)
 
     def _sendUpdate(self) -> None:
-        self._sendCall = None
         if self._request is None or self._paused or self._closing:
+            self._sendCall = None
             return
         screen = self._display.screen
+        # The guest's new pixels, copied now that they are about to be sent; the tiles
+        # that changed come back through screenUpdated (to every viewer).  Synced while
+        # `_sendCall` is still set, so that this viewer's do not schedule another send.
+        screen.sync()
+        self._sendCall = None
         size = (screen.width, screen.height)
         pseudo, self._pseudo = self._pseudo, []
         if self._ledsPending:
