@@ -275,3 +275,79 @@ def test_process_id_rules_out_pid_reuse():
     assert ProcessId.parse(str(me)) == me
     assert not ProcessId(me.pid, me.start + 1).alive()
     assert ProcessId.parse("garbage") is None
+
+
+# -- the reply timer: the daemon's silence, not the reactor's -----------------------------------
+
+
+def fakeClient(timeout=10.0):
+    """A client on a fake connection and a fake clock (also its monotonic clock):
+    (client, protocol, transport, clock)."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from xend_vfb.xenstore.client import Xenstore, XenstoreProtocol
+
+    clock = Clock()
+    client = Xenstore(clock, "fake", timeout=timeout, monotonic=clock.seconds)
+    protocol = XenstoreProtocol(client)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return client, protocol, transport, clock
+
+
+def reply(transport, payload=b"value"):
+    """The daemon's READ reply to the one request the client wrote since the last reply."""
+    from pyxs._internal import Op
+
+    from xend_vfb.xenstore.client import HEADER
+
+    _, rqId, txId, _ = HEADER.unpack_from(transport.value())
+    transport.clear()
+    return HEADER.pack(Op.READ, rqId, txId, len(payload)) + payload
+
+
+def failure(d):
+    box = []
+    d.addErrback(box.append)
+    return box[0].value if box else None
+
+
+def test_a_blocked_reactor_is_not_the_daemon_timing_out():
+    client, protocol, transport, clock = fakeClient()
+    pending = client.read("/x")
+    answer = reply(transport)
+    # The reactor does nothing for 30 s (a blocking callback), then runs its overdue
+    # timers before reading the reply that came meanwhile.
+    clock.advance(30)
+    assert not pending.called
+    protocol.dataReceived(answer)
+    assert pending.result == "value"
+
+
+def test_a_silent_daemon_still_times_out_after_a_stall():
+    client, protocol, transport, clock = fakeClient()
+    pending = client.read("/x")
+    clock.advance(30)  # stalled past the deadline: a whole timeout more, from now
+    clock.advance(9.9)
+    assert not pending.called
+    clock.advance(0.2)
+    assert isinstance(failure(pending), XenstoreTimeout)
+
+
+def test_a_daemon_answering_others_is_busy_not_hung():
+    client, protocol, transport, clock = fakeClient()
+    slow = client.read("/x")
+    slowAnswer = reply(transport)
+    clock.advance(6)
+    other = client.read("/x")
+    protocol.dataReceived(reply(transport, b"other"))  # heard from at 6 s
+    assert other.result == "other"
+    clock.advance(5)  # 11 s after asking, 5 s after the daemon last spoke
+    assert not slow.called
+    protocol.dataReceived(slowAnswer)
+    assert slow.result == "value"
+    # Silent for a whole timeout: failed.
+    silent = client.read("/x")
+    clock.advance(10)
+    assert isinstance(failure(silent), XenstoreTimeout)

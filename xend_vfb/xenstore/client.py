@@ -5,9 +5,12 @@ struct and its path checks); its own `Client` is not used because it blocks on
 a router thread, never fails a request whose daemon died, and its `Monitor`
 can spin.  Here every request is a Deferred matched to its reply by request
 id, failed on connection loss or after a timeout, and watch events are
-dispatched in the reactor.  The pitfalls of REFERENCE.md section 10 are all
-handled in this module: str in and out, empty values allowed, no Monitor,
-no request left waiting when the daemon goes away.
+dispatched in the reactor.  A timeout means the daemon sent nothing for that
+long while we were listening: a reactor that was blocked (seconds of work in
+a callback, a process stopped by a loaded host) does not count against it.
+The pitfalls of REFERENCE.md section 10 are all handled in this module: str
+in and out, empty values allowed, no Monitor, no request left waiting when
+the daemon goes away.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import errno as errnos
 import itertools
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +48,10 @@ HEADER = Packet._struct  # xsd_sockmsg from xs_wire.h: type, req_id, tx_id, len 
 MAX_PAYLOAD = 4096  # XENSTORE_PAYLOAD_MAX
 NUL = b"\0"
 DEFAULT_TIMEOUT = 10.0  # seconds a request may wait for its reply
+#: A reply timer that fires later than this fraction of the timeout past its time shows that
+#: the reactor was not running then: replies may be waiting unread, and the daemon is given a
+#: whole timeout again, from now.
+STALL_FRACTION = 0.25
 
 
 def encodePath(path: str, watch: bool = False) -> bytes:
@@ -84,10 +92,13 @@ def _error(path: str | None, payload: bytes) -> XenstoreError:
 
 
 class _Request:
-    def __init__(self, path: str | None, deferred: Deferred, timer: Any) -> None:
+    def __init__(self, path: str | None, deferred: Deferred, sent: float) -> None:
         self.path = path
         self.deferred = deferred
-        self.timer = timer
+        self.sent = sent
+        #: When (monotonic) the reply timer is due, and the timer.
+        self.due = 0.0
+        self.timer: Any = None
 
 
 @implementer(IWatch)
@@ -214,10 +225,14 @@ class _Transaction(_Ops):
 class Xenstore(_Ops):
     """A connection to xenstored; make one with `xend_vfb.xenstore.connect`."""
 
-    def __init__(self, reactor: IReactorTime, where: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, reactor: IReactorTime, where: str, timeout: float = DEFAULT_TIMEOUT,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.reactor = reactor
         self.where = where
         self.timeout = timeout
+        self._monotonic = monotonic
+        #: When (monotonic) the daemon's last packet was read.
+        self._lastHeard = monotonic()
         self._protocol: XenstoreProtocol | None = None
         self._closed = False
         self._requests: dict[int, _Request] = {}
@@ -273,19 +288,41 @@ class Xenstore(_Ops):
             d.errback(XenstoreConnectionError(f"not connected to xenstored at {self.where}"))
             return d
         rqId = next(self._ids) & 0xFFFFFFFF
-        timer = self.reactor.callLater(self.timeout, self._timedOut, rqId)
-        self._requests[rqId] = _Request(path, d, timer)
+        request = self._requests[rqId] = _Request(path, d, self._monotonic())
+        self._armTimer(rqId, request, self.timeout)
         self._protocol.sendPacket(op, rqId, txId, payload)
         return d
 
-    def _timedOut(self, rqId: int) -> None:
-        request = self._requests.pop(rqId)
+    def _armTimer(self, rqId: int, request: _Request, delay: float) -> None:
+        request.due = self._monotonic() + delay
+        request.timer = self.reactor.callLater(delay, self._timerFired, rqId)
+
+    def _timerFired(self, rqId: int) -> None:
+        """A reply timer's time came: fail the request only if the daemon has been silent
+        for a whole timeout while the reactor ran."""
+        request = self._requests[rqId]
+        now = self._monotonic()
+        if now - request.due > self.timeout * STALL_FRACTION:
+            # The reactor was blocked past the deadline, and timers run before pending
+            # replies are read: whatever came meanwhile is read next, and a silent daemon
+            # fails one timeout from now.
+            log.info("xenstore: reactor blocked {late:.1f} s past a reply's deadline; "
+                     "waiting {timeout:g} s more", late=now - request.due, timeout=self.timeout)
+            self._armTimer(rqId, request, self.timeout)
+            return
+        deadline = max(request.sent, self._lastHeard) + self.timeout
+        if deadline > now:
+            # The daemon is answering (others' requests, watch events): it is alive, only busy.
+            self._armTimer(rqId, request, deadline - now)
+            return
+        del self._requests[rqId]
         what = f" for {request.path}" if request.path else ""
         request.deferred.errback(
             XenstoreTimeout(f"xenstored at {self.where} did not answer{what} in {self.timeout:g} s")
         )
 
     def _packetReceived(self, op: int, rqId: int, payload: bytes) -> None:
+        self._lastHeard = self._monotonic()
         if op == Op.WATCH_EVENT:
             self._watchEvent(payload)
             return
