@@ -19,6 +19,8 @@ for b in xenstored xenconsoled xenconsole xl xen-init-dom0 libxl-save-helper; do
 done
 cp -a "$X"/usr/lib/x86_64-linux-gnu/. /usr/lib/x86_64-linux-gnu/
 cp -a "$X"/usr/bin/xenstore* /usr/bin/
+# QEMU's Xen build, where xl looks for it (only fetched for the peer comparison, --peer).
+[ -x "$X/usr/libexec/xen-qemu-system-i386" ] && cp -a "$X/usr/libexec/xen-qemu-system-i386" /usr/libexec/
 mkdir -p /etc/xen
 [ -f /etc/xen/xl.conf ] || : > /etc/xen/xl.conf   # defaults are what we want
 # The copies land in a directory ld.so searches anyway; ldconfig (a minute or two over 9p

@@ -115,6 +115,56 @@ def sleep(reactor, seconds: float):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
+def uptime() -> float:
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def processStart(pid: int) -> float | None:
+    """When process `pid` started, in seconds of uptime (/proc/PID/stat starttime)."""
+    fields = _stat(pid)
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK") if fields else None
+
+
+def processCpu(pid: int) -> float:
+    """CPU seconds process `pid` used so far (user + system)."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def pidOf(fragment: str) -> int | None:
+    """The process whose command line contains `fragment` (arguments joined by spaces)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if fragment in command:
+                return int(entry)
+    return None
+
+
+def listeningPorts() -> set[int]:
+    """TCP ports listened on (IPv4), from /proc/net/tcp."""
+    ports = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class Console:
     """The guest's console as xenconsoled logs it.
 
@@ -567,6 +617,10 @@ class Harness:
                     if name != "0" and (yield xs.readOrNone(f"/local/domain/{name}/name")) == GUEST:
                         seen["domain"] = time.monotonic()
                         self.domid = int(name)
+            if self.domid is not None and "initwait" not in seen:
+                state = yield xs.readOrNone(f"/local/domain/0/backend/vfb/{self.domid}/0/state")
+                if state is not None and state.isdigit() and int(state) >= 2:
+                    seen["initwait"] = uptime()  # compared with the backend's start time
             if self.domid is not None and "connected" not in seen:
                 if (yield self.allConnected(xs, [("vkbd", 0), ("vfb", 0)])):
                     seen["connected"] = time.monotonic()
@@ -598,6 +652,11 @@ class Harness:
         forked = re.search(rf"backend of domain {self.domid} forked: pid (\d+)", self.daemonLog())
         # Whether the zygote answered within the daemon's 10 s is the machine's speed,
         # not a property: the check is that the backend was forked (not started afresh).
+        if forked and "initwait" in seen:
+            started = processStart(int(forked.group(1)))
+            if started is not None:
+                r.metric("backend_start_to_initwait_s (vfb 0, polled every 50 ms)",
+                         seen["initwait"] - started)
         r.check("backend forked from the zygote (not started afresh)", forked,
                 forked.group(0) + ("" if zygote else " (the zygote was late: "
                                    "it did not answer within 10 s)") if forked
@@ -634,6 +693,12 @@ class Harness:
 
         # 5. A key over VNC; frame rates as a VNC client sees them.
         yield self.keyAndRedraw(server, str(port))
+        if self.args.peer:
+            # Figures on request: this backend and QEMU's side by side, then stop.
+            backend = int(forked.group(1)) if forked else None
+            yield self.peerComparison(xs, int(port), backend)
+            yield self.destroy()
+            return
 
         # 6. vfb-attach / vfb-detach: /dev/fb1 in the guest.
         if self.args.attach:
@@ -1238,6 +1303,87 @@ class Harness:
         r.metric("vnc_fps_paced", fps["fps"])
 
     @inlineCallbacks
+    def measureRedraw(self, label: str, console: Console, port: int, pid: int | None):
+        """One display's figures: a raw RFB client connected, key R typed over VNC starts
+        the guest's flat-out redraw; frames/s, and the CPU seconds of the process serving
+        the display per frame; then, the redraw over and the client still connected, its
+        CPU per second idle.  Metrics named `peer_<label>_...`; None if nothing measured."""
+        r = self.report
+        ready = yield waitUntil(self.reactor, lambda: console.find(r"DOMU: READY"), 240, 0.5)
+        if not ready or pid is None:
+            log(f"peer {label}: guest ready {bool(ready)}, pid {pid}: not measured")
+            return None
+        done = console.count(r"DOMU: REDRAW done")
+        try:
+            watcher = RFBWatcher("127.0.0.1", port)
+        except (OSError, ConnectionError) as e:
+            log(f"peer {label}: RFB client: {type(e).__name__}: {e}")
+            return None
+        try:
+            run(os.path.join(self.venvBin, "vncdo"), "-s", f"127.0.0.1::{port}", "key", "r",
+                timeout=180)
+            started = yield waitUntil(self.reactor, lambda: console.count(r"DOMU: REDRAW start")
+                                      > done, 60, 0.2)
+            if not started:
+                log(f"peer {label}: the guest did not start redrawing")
+                return None
+            cpu = processCpu(pid)
+            fps = watcher.measure(self.args.fps_seconds)
+            busy = processCpu(pid) - cpu
+            yield waitUntil(self.reactor, lambda: console.count(r"DOMU: REDRAW done") > done,
+                            120, 0.5)
+            # Idle: a request outstanding, as a viewer has; what comes is left unread.
+            watcher.sock.sendall(struct.pack(">BBHHHH", 3, 1, 0, 0, watcher.width,
+                                             watcher.height))
+            cpu, t = processCpu(pid), time.monotonic()
+            yield sleep(self.reactor, self.args.fps_seconds)
+            idle = (processCpu(pid) - cpu) / (time.monotonic() - t)
+        except (OSError, ConnectionError) as e:
+            log(f"peer {label}: {type(e).__name__}: {e}")
+            return None
+        finally:
+            watcher.close()
+        figures = {"fps": fps["fps"], "updates_per_s": fps["updates_per_s"],
+                   "cpu_s_per_frame": busy / max(fps["frames"], 1),
+                   "cpu_per_s_redrawing": busy / fps["seconds"], "cpu_per_s_idle": idle}
+        for key, value in figures.items():
+            r.metric(f"peer_{label}_{key}", value)
+        return figures
+
+    @inlineCallbacks
+    def peerComparison(self, xs, port: int, backend: int | None):
+        """The same guest redraw served by this project's backend and by QEMU's Xen
+        framebuffer backend (a plain `xl create` guest with `vfb = [ 'vnc=1' ]`: `xl`
+        starts Debian's qemu-system-xen for it), measured by the same RFB client."""
+        r, name = self.report, "xvfbpeer"
+        ours = yield self.measureRedraw("ours", self.console, port, backend)
+        before = listeningPorts()
+        cfgPath = "/tmp/xentest-peer.cfg"
+        with open(cfgPath, "w") as f:
+            f.write(XM_CONFIG.format(name=name, work=self.args.work).replace(
+                "vfb = [ 'vnc=1,vncunused=1,vnclisten=127.0.0.1' ]",
+                "vfb = [ 'vnc=1,vnclisten=127.0.0.1' ]"))
+        result = run("xl", "create", cfgPath, timeout=300)
+        if not r.check("peer: plain xl create with vfb vnc=1 (QEMU serves the display)",
+                       result.returncode == 0, result.stderr.strip()[-300:]):
+            return
+        domid = int(run("xl", "domid", name).stdout.strip())
+        qemu = yield waitUntil(self.reactor, lambda: pidOf(f"-xen-domid {domid} "), 60, 0.5)
+        qemuPort = yield waitUntil(self.reactor, lambda: next(
+            iter(sorted(p for p in listeningPorts() - before if 5900 <= p < 6000)), None), 120, 0.5)
+        log(f"peer: domain {domid}, QEMU pid {qemu}, VNC port {qemuPort}")
+        peer = None
+        if qemuPort:
+            peer = yield self.measureRedraw("qemu", Console(name), qemuPort, qemu)
+        run("xl", "destroy", name, timeout=120)
+        if ours and peer:
+            r.metric("peer_fps_ratio_ours_to_qemu", ours["fps"] / max(peer["fps"], 1e-9))
+            r.metric("peer_cpu_per_frame_ratio_ours_to_qemu",
+                     ours["cpu_s_per_frame"] / max(peer["cpu_s_per_frame"], 1e-9))
+        r.check("peer: both displays measured (figures, not thresholds)", bool(ours and peer),
+                f"ours {ours}, qemu {peer}")
+
+    @inlineCallbacks
     def attachSecond(self, xs, domain):
         from xend_vfb.model import VfbConfig
 
@@ -1345,6 +1491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", action="store_true",
                         help="measure the frame rates a VNC client sees (about 3 minutes)")
     parser.add_argument("--fps-seconds", type=float, default=15.0)
+    parser.add_argument("--peer", action="store_true",
+                        help="after the key over VNC, measure this backend and QEMU's side by "
+                             "side (frames/s, CPU per frame, idle CPU), then stop")
     parser.add_argument("--no-attach", dest="attach", action="store_false")
     # OSSTest's guest-localmigrate/x10.  Measured on the 2-core machine under TCG with
     # the lean CLI: each migration 10-25 s to Connected, the whole harness 11.7 min with

@@ -6,7 +6,24 @@
 set -euo pipefail
 WORK=${XENTEST_WORK:-/var/tmp/xend-vfb-xen}
 STAMP=$WORK/fetched.stamp
-[ -f "$STAMP" ] && [ -f "$WORK/xen" ] && [ -f "$WORK/vmlinuz" ] && exit 0
+
+# The peer comparison (XENTEST_ARGS=--peer) also needs QEMU's Xen build, which xl starts
+# for a guest whose display it serves itself: fetched, unpacked into x/, on request only.
+peer() {
+    case " ${XENTEST_ARGS:-} " in *" --peer "*) ;; *) return 0 ;; esac
+    [ -x "$WORK/x/usr/libexec/xen-qemu-system-i386" ] && return 0
+    mkdir -p "$WORK/debs"
+    (cd "$WORK/debs" && { ls qemu-system-xen_*.deb >/dev/null 2>&1 \
+        || apt-get download -qq qemu-system-xen 2>&1 | grep -v "unsandboxed" >&2 || true; })
+    ls "$WORK"/debs/qemu-system-xen_*.deb >/dev/null 2>&1 \
+        || { echo "xentest: cannot download qemu-system-xen" >&2; exit 1; }
+    dpkg-deb -x "$WORK"/debs/qemu-system-xen_*.deb "$WORK/x"
+    echo "xentest: qemu-system-xen unpacked for the peer comparison"
+}
+if [ -f "$STAMP" ] && [ -f "$WORK/xen" ] && [ -f "$WORK/vmlinuz" ]; then
+    peer
+    exit 0
+fi
 
 need=()
 for tool in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio depmod:kmod; do
@@ -41,4 +58,5 @@ zcat x/boot/xen-4.17-amd64.gz > xen
 cp "x/boot/vmlinuz-$KV" vmlinuz
 echo "$KV" > kernel-version
 touch "$STAMP"
+peer
 echo "xentest: fetched into $WORK (kernel $KV)"
