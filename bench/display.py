@@ -216,7 +216,7 @@ async def measureDisplay(reactor, seconds: float, rounds: int) -> dict:
     from twisted.internet.threads import deferToThread
 
     from xend_vfb.display.screen import Screen
-    from xend_vfb.rfb.server import VNCDisplay
+    from xend_vfb.rfb.vncdisplay import VNCDisplay
 
     screen = Screen(WIDTH, HEIGHT)
     # A console-like picture: a gradient, stamped below with a frame time.
@@ -300,7 +300,7 @@ async def measureFlatOut(reactor, seconds: float, rounds: int) -> dict:
 
     from xend_vfb.display.screen import Screen
     from xend_vfb.protocol.pixels import copyRect, readRect
-    from xend_vfb.rfb.server import VNCDisplay
+    from xend_vfb.rfb.vncdisplay import VNCDisplay
 
     class Guest(ProcessProtocol):
         """The guest's UPDATE notifications: each batch read is one event, as from an

@@ -23,7 +23,7 @@ from vncdotool.client import VNCDoToolClient, VNCDoToolFactory
 from zope.interface import implementer
 
 from xend_vfb.display.screen import IInputSink, Screen
-from xend_vfb.rfb.server import VNCDisplay
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 #: Marks for a module whose tests run vncdotool.
 VNCDOTOOL_WARNINGS = [

@@ -22,7 +22,8 @@ from zope.interface.verify import verifyObject
 from xend_vfb.display.screen import IInputSink, IScreen
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif
-from xend_vfb.rfb.server import RFBServerProtocol, VNCDisplay
+from xend_vfb.rfb.server import RFBServerProtocol
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 MiB = 2**20
 #: Sizes around every bound that matters: ours (16384), RFB's (65535), s32's.

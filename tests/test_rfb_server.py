@@ -44,7 +44,8 @@ from tests.helpers_rfb import (
 )
 from xend_vfb.display.screen import IDisplay, IScreenObserver, Screen
 from xend_vfb.errors import ConfigError, DeviceError
-from xend_vfb.rfb.server import VNC_BASE_PORT, RFBServerProtocol, VNCDisplay
+from xend_vfb.rfb.server import VNC_BASE_PORT, RFBServerProtocol
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30), *VNCDOTOOL_WARNINGS]
 

@@ -15,7 +15,7 @@ from tests.helpers_rfb import FakeSink, startDisplay
 from tests.rfb_reference import FORMATS, RAW, ReferenceClient, close, referenceConnect
 from xend_vfb.display.screen import Screen
 from xend_vfb.errors import ConfigError
-from xend_vfb.rfb.server import VNCDisplay
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30)]
 

@@ -29,7 +29,7 @@ from tests.helpers_tigervnc import Xvfb, runViewer
 from tests.helpers_tls import issue, makeCA, writeCertDir, writePEM
 from tests.rfb_reference import FORMATS, RAW, Refused, close, referenceConnect
 from xend_vfb.display.screen import Screen
-from xend_vfb.rfb.server import VNCDisplay
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 from xend_vfb.tls import TLSSettings
 
 pytestmark = [

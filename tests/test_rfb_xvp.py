@@ -13,7 +13,8 @@ from twisted.internet.defer import fail
 from tests.rfb_reference import FORMATS, RAW, XVP, close, referenceConnect
 from tests.test_rfb_server import FakeSink
 from xend_vfb.display.screen import Screen
-from xend_vfb.rfb.server import PowerAction, VNCDisplay
+from xend_vfb.rfb.server import PowerAction
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30)]
 

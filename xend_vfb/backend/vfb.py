@@ -29,7 +29,8 @@ from xend_vfb.model import PASSWORD_EXPIRES
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import readRect
 from xend_vfb.rfb.keymaps import loadKeymap
-from xend_vfb.rfb.server import VNC_BASE_PORT, VNCDisplay
+from xend_vfb.rfb.server import VNC_BASE_PORT
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 from xend_vfb.tls import TLSSettings
 from xend_vfb.xenstore.paths import domainPath
 

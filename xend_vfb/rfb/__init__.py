@@ -7,6 +7,6 @@ through libxkbcommon), `scancodes` and `input` (keysyms, QEMU's extended key
 events and pointer to Linux input events), `des` (VNC authentication).
 """
 
-from xend_vfb.rfb.server import VNCDisplay
+from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 __all__ = ["VNCDisplay"]
