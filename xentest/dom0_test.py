@@ -436,6 +436,21 @@ class Harness:
 
     # -- the daemon and its CLI ------------------------------------------------------
 
+    def cliSpeed(self, rounds: int = 3) -> None:
+        """`xend-vfb list` against the running daemon next to a bare `python -c pass`,
+        medians of alternating runs (issue 15's figure, here under TCG)."""
+        python = os.path.join(self.venvBin, "python")
+        times: dict[str, list[float]] = {"list": [], "pass": []}
+        for _ in range(rounds):
+            for name, argv in (("list", [os.path.join(self.venvBin, "xend-vfb"), "list"]),
+                               ("pass", [python, "-c", "pass"])):
+                started = time.monotonic()
+                run(*argv)
+                times[name].append(time.monotonic() - started)
+        listed, bare = (sorted(times[n])[rounds // 2] for n in ("list", "pass"))
+        self.report.metric("cli_list_s vs python_-c_pass_s (medians)",
+                           f"{listed:.2f} vs {bare:.2f} = {listed / bare:.1f}x")
+
     def cli(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """`xend-vfb ARGUMENTS` as an administrator runs it (same environment as the daemon)."""
         return run(os.path.join(self.venvBin, "xend-vfb"), *arguments, timeout=timeout)
@@ -595,6 +610,7 @@ class Harness:
                        f"pid {self.daemon.pid}" if startup else self.daemonLog()[-300:]):
             return
         r.metric("daemon_start_s", startup)
+        self.cliSpeed()
         zygote = "the zygote did not start" not in self.daemonLog()
         log(f"zygote answered: {zygote}")
 
