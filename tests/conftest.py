@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 import pytest_twisted
+from hypothesis import HealthCheck, settings
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
@@ -30,6 +31,12 @@ from tests.xenstore_proxy import XenstoreProxy
 from xend_vfb.guest.domain import GuestOptions
 from xend_vfb.guestmem.emulated import EmulatedGuestMemory, createGuestMemory
 from xend_vfb.xenstore import EmbeddedXenstored, connect
+
+# Property tests: the same examples on every run (CI must be deterministic), and no
+# time limit per example (no timed assertions: these machines are noisy).
+settings.register_profile("xend-vfb", derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("xend-vfb")
 
 
 @pytest.fixture

@@ -118,17 +118,22 @@ def _host(text: str) -> str:
     return text
 
 
-def _xDisplay(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._/-]*:[0-9]+(\.[0-9]+)?", text):
-        raise ValueError(text)
-    return text
+def _matching(pattern: str) -> Callable[[str], str]:
+    """A converter taking a text that matches `pattern` as it is."""
+
+    def convert(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise ValueError(text)
+        return text
+
+    return convert
 
 
-def _absolutePath(text: str) -> str:
-    # Values end up in xenstore, which takes printable ASCII only.
-    if not re.fullmatch(r"/[\x21-\x7e]*", text):
-        raise ValueError(text)
-    return text
+_xDisplay = _matching(r"[A-Za-z0-9._/-]*:[0-9]+(\.[0-9]+)?")
+# Values end up in xenstore, which takes printable ASCII only.
+_absolutePath = _matching(r"/[\x21-\x7e]*")
+_password = _matching(r"[\x20-\x7e]*")
+_uniqueId = _matching(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def _script(text: str) -> str:
@@ -144,18 +149,6 @@ def _uuid(text: str) -> str:
     ):
         raise ValueError(text)
     return text.lower()
-
-
-def _password(text: str) -> str:
-    if not re.fullmatch(r"[\x20-\x7e]*", text):
-        raise ValueError(text)
-    return text
-
-
-def _uniqueId(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", text):
-        raise ValueError(text)
-    return text
 
 
 def _domainName(text: str) -> str:

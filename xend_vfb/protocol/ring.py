@@ -69,15 +69,7 @@ class Ring:
         change what we dispatch) and advances ``cons`` past them.  Raises
         `GuestError` when the counters claim more events than the ring holds.
         """
-        self._checkPage(page)
-        prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
-        cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
-        pending = (prod - cons) & _MASK
-        if pending > self.length:
-            raise GuestError(
-                f"{self.name} ring overflow: prod={prod} cons={cons} "
-                f"(pending {pending} > {self.length})"
-            )
+        prod, cons, pending = self._counters(page)
         # barrier: rmb() here in C, so no slot is read before the prod value above.
         slots = [self._slot(cons + i) for i in range(pending)]
         events = [bytes(page[at : at + self.event_size]) for at in slots]
@@ -101,14 +93,7 @@ class Ring:
                 raise ValueError(
                     f"{self.name} ring: event of {len(event)} bytes, expected {self.event_size}"
                 )
-        cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
-        prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
-        used = (prod - cons) & _MASK
-        if used > self.length:
-            raise GuestError(
-                f"{self.name} ring overflow: prod={prod} cons={cons} "
-                f"(in use {used} > {self.length})"
-            )
+        prod, cons, used = self._counters(page)
         # At most "length - used" events, and fewer near the counter wrap:
         # lengths 25 and 51 don't divide 2**32, so two live indices can share
         # a slot there.  Stop at the first slot holding an unconsumed (or just
@@ -126,6 +111,20 @@ class Ring:
             # barrier: wmb() here in C, so the slots are visible before the new prod.
             _COUNTER.pack_into(page, self.prod_offset, (prod + written) & _MASK)
         return written
+
+    def _counters(self, page: Page) -> tuple[int, int, int]:
+        """``prod``, ``cons`` and how many events are in the ring between them, read
+        once each; `GuestError` when they claim more than the ring holds."""
+        self._checkPage(page)
+        prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
+        cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
+        inRing = (prod - cons) & _MASK
+        if inRing > self.length:
+            raise GuestError(
+                f"{self.name} ring overflow: prod={prod} cons={cons} "
+                f"({inRing} in a ring of {self.length})"
+            )
+        return prod, cons, inRing
 
     def _slot(self, index: int) -> int:
         """Byte offset in the page of event ``index`` (a free-running uint32 counter)."""
