@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from xend_vfb.display.screen import BYTES_PER_PIXEL
-from xend_vfb.rfb.pixels import PixelFormat, Translator
+from xend_vfb.rfb.pixels import PixelFormat, Translator, gatherRect
 
 __all__ = ["TightEncoder", "MAX_WIDTH", "JPEG_QUALITIES"]
 
@@ -51,7 +51,9 @@ _MIN_TO_COMPRESS = 12
 _FILL, _JPEG = 0x80, 0x90
 _FILTER = 0x40
 _PALETTE_FILTER = 1
-_FULL_STREAM, _MONO_STREAM, _INDEXED_STREAM = 0, 1, 2
+_FULL_STREAM, _MONO_STREAM, _INDEXED_STREAM, _PHOTO_STREAM = 0, 1, 2, 3
+_SAMPLE_ROWS = 8
+_MAX_PALETTE = 256
 #: JPEG quality for each client QualityLevel 0-9.
 JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 88, 95)
 _RGB_888 = PixelFormat(24, 24, True, True, 255, 255, 255, 16, 8, 0)  # bytes R, G, B
@@ -79,10 +81,10 @@ def tightPixelFormat(pf: PixelFormat) -> PixelFormat:
 
 @dataclass(frozen=True)
 class _Piece:
-    """Part of a band of tiles: `kind` is 'fill', 'palette' or 'full'."""
+    """Part of a band of tiles: `kind` is 'fill', 'palette', 'full' or 'photo'."""
 
     kind: str
-    x: int  # on the screen
+    x: int  # in the band
     w: int
     colours: tuple[tuple[int, int, int], ...] = ()
 
@@ -125,32 +127,40 @@ class TightEncoder:
         from xend_vfb.rfb.encodings import RECT_HEADER, Encoding
 
         count, chunks, lossy = 0, [], False
-        stride = width * BYTES_PER_PIXEL
+        jpeg = jpegQuality is not None and self.jpegPossible
+        rowBytes = w * BYTES_PER_PIXEL
         for ty in range(y, y + h, _TILE):
             th = min(_TILE, y + h - ty)
-            for piece in self._pieces(pixels, stride, x, ty, w, th):
-                header = RECT_HEADER.pack(piece.x, ty, piece.w, th, Encoding.TIGHT)
-                data, pieceLossy = self._encodePiece(pixels, stride, ty, th, piece, jpegQuality)
-                chunks += (header, data)
+            data = gatherRect(pixels, width, x, ty, w, th)
+            # A band of identical rows (bars, borders, blank lines) is classified and
+            # converted from its first row only, whose result is repeated.
+            rows = 1 if data[:rowBytes] * th == data else th
+            band = Image.frombuffer("RGBX", (w, rows), data, "raw", "RGBX", 0, 1)
+            for piece in self._pieces(band, jpeg):
+                header = RECT_HEADER.pack(x + piece.x, ty, piece.w, th, Encoding.TIGHT)
+                image = band if piece.w == w else band.crop((piece.x, 0, piece.x + piece.w, rows))
+                body, pieceLossy = self._encodePiece(image, th, piece, jpegQuality)
+                chunks += (header, body)
                 count += 1
                 lossy |= pieceLossy
         return count, chunks, lossy
 
-    def _pieces(
-        self, pixels: memoryview, stride: int, x: int, y: int, w: int, th: int
-    ) -> Iterator[_Piece]:
-        """A band's tiles classified, neighbours of the same kind merged."""
+    def _pieces(self, band: Image.Image, jpeg: bool) -> Iterator[_Piece]:
+        """A band as one palette when it has more colours than a tile's palette but at
+        most 256 (a console's antialiased text), else its tiles classified, neighbours of
+        the same kind merged (fewer colours: fills and small palettes compress better).
+        A band of one row repeated (bars) is classified by tiles: they are cheap then."""
         maxColours = self._maxColours()
+        w, rows = band.size
+        if rows > 1 and w <= MAX_WIDTH:
+            found = band.getcolors(_MAX_PALETTE)
+            if found is not None and len(found) > maxColours:
+                yield _fromColours(found, 0, w)
+                return
         current: _Piece | None = None
-        for tx in range(x, x + w, _TILE):
-            tw = min(_TILE, x + w - tx)
-            found = _image("RGB", pixels, stride, tx, y, tw, th).getcolors(maxColours)
-            if found is None:
-                piece = _Piece("full", tx, tw)
-            elif len(found) == 1:
-                piece = _Piece("fill", tx, tw, (found[0][1],))
-            else:
-                piece = _Piece("palette", tx, tw, tuple(sorted(c for _, c in found)))
+        for tx in range(0, w, _TILE):
+            tw = min(_TILE, w - tx)
+            piece = _classified(band.crop((tx, 0, tx + tw, rows)), tx, maxColours, jpeg)
             merged = _merged(current, piece, maxColours) if current is not None else None
             if merged is not None:
                 current = merged
@@ -162,16 +172,18 @@ class TightEncoder:
             yield current
 
     def _encodePiece(
-        self, pixels: memoryview, stride: int, y: int, th: int, piece: _Piece,
-        jpegQuality: int | None,
+        self, image: Image.Image, th: int, piece: _Piece, jpegQuality: int | None
     ) -> tuple[bytes, bool]:
+        """One piece `th` rows high; `image` holds its pixels as the screen has them
+        (B, G, R, X), all its rows or only the first when they are all the same."""
+        repeat = th // image.height
         if piece.kind == "fill":
             return bytes((_FILL | self._takeReset(),)) + self._tpixels(piece.colours), False
-        image = _image("RGB", pixels, stride, piece.x, y, piece.w, th)
         if piece.kind == "full" and jpegQuality is not None and self.jpegPossible:
             out = io.BytesIO()
             quality = JPEG_QUALITIES[jpegQuality]
-            image.save(out, "JPEG", quality=quality, subsampling=0 if quality >= 88 else 2)
+            rgb = Image.frombytes("RGB", (piece.w, th), image.tobytes("raw", "BGR") * repeat)
+            rgb.save(out, "JPEG", quality=quality, subsampling=0 if quality >= 88 else 2)
             data = out.getvalue()
             return bytes((_JPEG | self._takeReset(),)) + compactLength(len(data)) + data, True
         if piece.kind == "palette":
@@ -184,14 +196,14 @@ class TightEncoder:
                     len(piece.colours) - 1,
                 ))
                 return control + self._tpixels(piece.colours) + self._compressed(
-                    stream, indices), False
+                    stream, indices * repeat), False
         if self._rgb:
-            data = image.tobytes()  # R, G, B: the TPIXELs themselves
+            data = image.tobytes("raw", "BGR")  # R, G, B: the TPIXELs themselves
         else:
-            raw = _image("RGBX", pixels, stride, piece.x, y, piece.w, th).tobytes("raw", "BGRX")
-            data = self._translator.translate(raw)
-        control = bytes(((_FULL_STREAM << 4) | self._takeReset(),))
-        return control + self._compressed(_FULL_STREAM, data), False
+            data = self._translator.translate(image.tobytes())
+        stream = _PHOTO_STREAM if piece.kind == "photo" else _FULL_STREAM
+        control = bytes(((stream << 4) | self._takeReset(),))
+        return control + self._compressed(stream, data * repeat), False
 
     def _takeReset(self) -> int:
         """The reset bits to send now: all pending ones go with the next rectangle."""
@@ -206,15 +218,42 @@ class TightEncoder:
             return data
         compressor = self._streams[stream]
         if compressor is None:
-            compressor = self._streams[stream] = zlib.compressobj(self._level)
+            strategy = zlib.Z_HUFFMAN_ONLY if stream == _PHOTO_STREAM else zlib.Z_DEFAULT_STRATEGY
+            compressor = zlib.compressobj(self._level, zlib.DEFLATED, 15, 8, strategy)
+            self._streams[stream] = compressor
         out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return compactLength(len(out)) + out
 
 
+def _classified(tile: Image.Image, x: int, maxColours: int, jpeg: bool) -> _Piece:
+    """A tile (B, G, R, X) as a fill, a palette of at most `maxColours`, full colour, or
+    photo-like.  The padding byte is no colour: colours differing only there are one."""
+    found = tile.getcolors(maxColours)
+    if found is None:
+        return _Piece("full" if jpeg or not _photoLike(tile) else "photo", x, tile.width)
+    return _fromColours(found, x, tile.width)
+
+
+def _fromColours(found: list[tuple[int, tuple[int, ...]]], x: int, w: int) -> _Piece:
+    """A fill or palette piece of the colours `getcolors` found, padding bytes ignored."""
+    colours = tuple(sorted({(r, g, b) for _, (b, g, r, _x) in found}))
+    return _Piece("fill" if len(colours) == 1 else "palette", x, w, colours)
+
+
+def _photoLike(tile: Image.Image) -> bool:
+    """Whether most pixels of the tile's first rows have a colour of their own: then
+    zlib's string matching finds next to nothing, and Huffman coding alone compresses
+    as well at a fraction of the time."""
+    sample = tile.crop((0, 0, tile.width, min(_SAMPLE_ROWS, tile.height)))
+    return sample.getcolors(sample.width * sample.height // 2) is None
+
+
 def _merged(a: _Piece, b: _Piece, maxColours: int) -> _Piece | None:
     """`a` and the piece right of it as one, when that costs nothing: the same colour, both
-    full colour, or palettes whose union still fits (two-colour ones stay two-colour)."""
-    if a.kind != b.kind or a.w + b.w > MAX_WIDTH:
+    full colour, or palettes whose union still fits (two-colour ones stay two-colour).
+    Photo-like tiles stay apart: Huffman codes fitted to each tile's colours compress
+    them better than codes for a whole band."""
+    if a.kind != b.kind or a.kind == "photo" or a.w + b.w > MAX_WIDTH:
         return None
     colours = a.colours
     if a.kind == "fill" and a.colours != b.colours:
@@ -227,17 +266,9 @@ def _merged(a: _Piece, b: _Piece, maxColours: int) -> _Piece | None:
     return _Piece(a.kind, a.x, a.w + b.w, colours)
 
 
-def _image(mode: str, pixels: memoryview, stride: int, x: int, y: int, w: int, h: int
-           ) -> Image.Image:
-    """A rectangle of the screen as a Pillow image, read in place (no copy)."""
-    return Image.frombuffer(
-        mode, (w, h), pixels[y * stride + x * BYTES_PER_PIXEL :], "raw", "BGRX", stride, 1
-    )
-
-
 def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...]) -> bytes | None:
-    """Each pixel's index in `colours` (1 bit per pixel, rows padded, for two colours)."""
-    rgb = image.tobytes()
+    """Each pixel's index in `colours` (1 bit per pixel, rows padded, for two colours).
+    `image` holds B, G, R, X: channel c (R, G, B) is its band 2 - c."""
     if len(colours) == 2:
         (r0, g0, b0), (r1, g1, b1) = colours
         channel, value = next(
@@ -245,9 +276,16 @@ def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...
         )
         table = bytearray(256)
         table[value] = 255
-        lane = rgb[channel::3].translate(table)
+        lane = image.getchannel(2 - channel).tobytes().translate(table)
         return Image.frombytes("L", image.size, lane).convert("1", dither=Image.Dither.NONE
                                                               ).tobytes()
+    for channel in range(3):  # one channel tells the colours apart (greys, ramps): one lookup
+        values = [c[channel] for c in colours]
+        if len(set(values)) == len(values):
+            table = bytearray(256)
+            for index, value in enumerate(values):
+                table[value] = index
+            return image.getchannel(2 - channel).tobytes().translate(table)
     ranks = [{v: i for i, v in enumerate(sorted({c[p] for c in colours}))} for p in range(3)]
     nr, ng, nb = (len(rank) for rank in ranks)
     if nr * ng * nb > 256:
@@ -257,7 +295,8 @@ def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...
         table = bytearray(256)
         for value, r in rank.items():
             table[value] = r
-        key += int.from_bytes(rgb[channel::3].translate(table), "little") * weight
+        lane = image.getchannel(2 - channel).tobytes().translate(table)
+        key += int.from_bytes(lane, "little") * weight
     toIndex = bytearray(256)
     for index, (r, g, b) in enumerate(colours):
         toIndex[(ranks[0][r] * ng + ranks[1][g]) * nb + ranks[2][b]] = index
