@@ -34,6 +34,7 @@ practice; otherwise the tile goes as full colour.
 from __future__ import annotations
 
 import io
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ _FILTER = 0x40
 _PALETTE_FILTER = 1
 _FULL_STREAM, _MONO_STREAM, _INDEXED_STREAM, _PHOTO_STREAM = 0, 1, 2, 3
 _SAMPLE_ROWS = 8
+_MIN_SPAN = 8
 _MAX_PALETTE = 256
 #: JPEG quality for each client QualityLevel 0-9.
 JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 88, 95)
@@ -132,24 +134,35 @@ class TightEncoder:
         for ty in range(y, y + h, _TILE):
             th = min(_TILE, y + h - ty)
             data = gatherRect(pixels, width, x, ty, w, th)
-            # A band of identical rows (bars, borders, blank lines) is classified and
-            # converted from its first row only, whose result is repeated.
-            rows = 1 if data[:rowBytes] * th == data else th
-            band = Image.frombuffer("RGBX", (w, rows), data, "raw", "RGBX", 0, 1)
-            for piece in self._pieces(band, jpeg):
-                header = RECT_HEADER.pack(x + piece.x, ty, piece.w, th, Encoding.TIGHT)
-                image = band if piece.w == w else band.crop((piece.x, 0, piece.x + piece.w, rows))
-                body, pieceLossy = self._encodePiece(image, th, piece, jpegQuality)
-                chunks += (header, body)
-                count += 1
-                lossy |= pieceLossy
+            for top, rows, identical in _spans(data, rowBytes, 0, th):
+                # Identical rows (bars, ramps, borders, blank lines) are classified and
+                # converted from their first row only, whose result is repeated.
+                mapped = 1 if identical else rows
+                start = top * rowBytes
+                part = data[start : start + mapped * rowBytes]
+                band = Image.frombuffer("RGBX", (w, mapped), part, "raw", "RGBX", 0, 1)
+                for piece in self._pieces(band, part[:rowBytes], jpeg):
+                    header = RECT_HEADER.pack(x + piece.x, ty + top, piece.w, rows,
+                                              Encoding.TIGHT)
+                    if mapped == 1:
+                        bgrx = part[piece.x * BYTES_PER_PIXEL : (piece.x + piece.w)
+                                    * BYTES_PER_PIXEL]
+                    elif piece.w == w:
+                        bgrx = part
+                    else:
+                        bgrx = band.crop((piece.x, 0, piece.x + piece.w, mapped)).tobytes()
+                    body, pieceLossy = self._encodePiece(bgrx, mapped, rows, piece, jpegQuality)
+                    chunks += (header, body)
+                    count += 1
+                    lossy |= pieceLossy
         return count, chunks, lossy
 
-    def _pieces(self, band: Image.Image, jpeg: bool) -> Iterator[_Piece]:
+    def _pieces(self, band: Image.Image, row: bytes, jpeg: bool) -> Iterator[_Piece]:
         """A band as one palette when it has more colours than a tile's palette but at
         most 256 (a console's antialiased text), else its tiles classified, neighbours of
         the same kind merged (fewer colours: fills and small palettes compress better).
-        A band of one row repeated (bars) is classified by tiles: they are cheap then."""
+        A band of one row repeated (bars, ramps) is classified by the bytes of its
+        first row, `row`."""
         maxColours = self._maxColours()
         w, rows = band.size
         if rows > 1 and w <= MAX_WIDTH:
@@ -157,10 +170,22 @@ class TightEncoder:
             if found is not None and len(found) > maxColours:
                 yield _fromColours(found, 0, w)
                 return
+        # Full colour is photo-like by the band's first rows, looked at once, if at all;
+        # repeated rows never are.
+        photo = None if rows > 1 and not jpeg else False
         current: _Piece | None = None
         for tx in range(0, w, _TILE):
             tw = min(_TILE, w - tx)
-            piece = _classified(band.crop((tx, 0, tx + tw, rows)), tx, maxColours, jpeg)
+            if rows == 1:
+                piece = _rowPiece(row[tx * BYTES_PER_PIXEL : (tx + tw) * BYTES_PER_PIXEL], tx,
+                                  maxColours)
+            else:
+                piece = _classified(band.crop((tx, 0, tx + tw, rows)), tx, maxColours)
+                if piece.kind == "full":
+                    if photo is None:
+                        photo = _photoLike(band)
+                    if photo:
+                        piece = _Piece("photo", tx, tw)
             merged = _merged(current, piece, maxColours) if current is not None else None
             if merged is not None:
                 current = merged
@@ -172,22 +197,22 @@ class TightEncoder:
             yield current
 
     def _encodePiece(
-        self, image: Image.Image, th: int, piece: _Piece, jpegQuality: int | None
+        self, bgrx: bytes, mapped: int, th: int, piece: _Piece, jpegQuality: int | None
     ) -> tuple[bytes, bool]:
-        """One piece `th` rows high; `image` holds its pixels as the screen has them
-        (B, G, R, X), all its rows or only the first when they are all the same."""
-        repeat = th // image.height
+        """One piece `th` rows high; `bgrx` holds `mapped` rows of its pixels as the screen
+        has them (B, G, R, X): all its rows, or only the first when they are all the same."""
+        repeat = th // mapped
         if piece.kind == "fill":
             return bytes((_FILL | self._takeReset(),)) + self._tpixels(piece.colours), False
         if piece.kind == "full" and jpegQuality is not None and self.jpegPossible:
             out = io.BytesIO()
             quality = JPEG_QUALITIES[jpegQuality]
-            rgb = Image.frombytes("RGB", (piece.w, th), image.tobytes("raw", "BGR") * repeat)
+            rgb = Image.frombytes("RGB", (piece.w, th), _rgb(bgrx, piece.w, mapped) * repeat)
             rgb.save(out, "JPEG", quality=quality, subsampling=0 if quality >= 88 else 2)
             data = out.getvalue()
             return bytes((_JPEG | self._takeReset(),)) + compactLength(len(data)) + data, True
         if piece.kind == "palette":
-            indices = _paletteIndices(image, piece.colours)
+            indices = _paletteIndices(bgrx, piece.w, mapped, piece.colours)
             if indices is not None:
                 stream = _MONO_STREAM if len(piece.colours) == 2 else _INDEXED_STREAM
                 control = bytes((
@@ -198,9 +223,9 @@ class TightEncoder:
                 return control + self._tpixels(piece.colours) + self._compressed(
                     stream, indices * repeat), False
         if self._rgb:
-            data = image.tobytes("raw", "BGR")  # R, G, B: the TPIXELs themselves
+            data = _rgb(bgrx, piece.w, mapped)  # R, G, B: the TPIXELs themselves
         else:
-            data = self._translator.translate(image.tobytes())
+            data = self._translator.translate(bgrx)
         stream = _PHOTO_STREAM if piece.kind == "photo" else _FULL_STREAM
         control = bytes(((stream << 4) | self._takeReset(),))
         return control + self._compressed(stream, data * repeat), False
@@ -225,12 +250,65 @@ class TightEncoder:
         return compactLength(len(out)) + out
 
 
-def _classified(tile: Image.Image, x: int, maxColours: int, jpeg: bool) -> _Piece:
-    """A tile (B, G, R, X) as a fill, a palette of at most `maxColours`, full colour, or
-    photo-like.  The padding byte is no colour: colours differing only there are one."""
+def _spans(data: bytes, rowBytes: int, top: int, rows: int) -> list[tuple[int, int, bool]]:
+    """Rows `top` to `top + rows` of `data` as spans (top, rows, whether all identical):
+    runs of identical rows found by halving, down to `_MIN_SPAN` rows; mixed neighbours
+    are one span again.  Each test is one bytes comparison, in C."""
+    start = top * rowBytes
+    if data[start : start + rowBytes] * rows == data[start : start + rows * rowBytes]:
+        return [(top, rows, True)]
+    if rows < 2 * _MIN_SPAN:
+        return [(top, rows, False)] if (runs := _twoRuns(data, rowBytes, top, rows)) is None \
+            else [(runTop, runRows, True) for runTop, runRows in runs]
+    half = rows // 2
+    spans: list[tuple[int, int, bool]] = []
+    for span in _spans(data, rowBytes, top, half) + _spans(data, rowBytes, top + half,
+                                                           rows - half):
+        if spans and not spans[-1][2] and not span[2]:
+            spans[-1] = (spans[-1][0], spans[-1][1] + span[1], False)
+        else:
+            spans.append(span)
+    return spans
+
+
+def _twoRuns(data: bytes, rowBytes: int, top: int, rows: int) -> list[tuple[int, int]] | None:
+    """Rows `top` to `top + rows` as two runs of identical rows (a boundary between
+    bars or ramps), or None: row by row, given up at the third run."""
+    runs = [(top, 1)]
+    for row in range(top + 1, top + rows):
+        at = row * rowBytes
+        if data[at : at + rowBytes] == data[at - rowBytes : at]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        elif len(runs) == 2:
+            return None
+        else:
+            runs.append((row, 1))
+    return runs
+
+
+def _rowPiece(bgrx: bytes, x: int, maxColours: int) -> _Piece:
+    """`_classified` for a tile one row high, by bytes operations alone."""
+    w = len(bgrx) // BYTES_PER_PIXEL
+    if bgrx == bgrx[:BYTES_PER_PIXEL] * w:
+        return _Piece("fill", x, w, ((bgrx[2], bgrx[1], bgrx[0]),))
+    values = set(memoryview(bgrx).cast("I"))
+    if len(values) > maxColours:
+        return _Piece("full", x, w)
+    found = [(0, tuple(v.to_bytes(BYTES_PER_PIXEL, sys.byteorder))) for v in values]
+    return _fromColours(found, x, w)
+
+
+def _rgb(bgrx: bytes, w: int, h: int) -> bytes:
+    """Pixels as R, G, B bytes."""
+    return Image.frombuffer("RGBX", (w, h), bgrx, "raw", "RGBX", 0, 1).tobytes("raw", "BGR")
+
+
+def _classified(tile: Image.Image, x: int, maxColours: int) -> _Piece:
+    """A tile (B, G, R, X) as a fill, a palette of at most `maxColours`, or full colour.
+    The padding byte is no colour: colours differing only there are one."""
     found = tile.getcolors(maxColours)
     if found is None:
-        return _Piece("full" if jpeg or not _photoLike(tile) else "photo", x, tile.width)
+        return _Piece("full", x, tile.width)
     return _fromColours(found, x, tile.width)
 
 
@@ -240,11 +318,11 @@ def _fromColours(found: list[tuple[int, tuple[int, ...]]], x: int, w: int) -> _P
     return _Piece("fill" if len(colours) == 1 else "palette", x, w, colours)
 
 
-def _photoLike(tile: Image.Image) -> bool:
-    """Whether most pixels of the tile's first rows have a colour of their own: then
+def _photoLike(band: Image.Image) -> bool:
+    """Whether most pixels of the band's first rows have a colour of their own: then
     zlib's string matching finds next to nothing, and Huffman coding alone compresses
     as well at a fraction of the time."""
-    sample = tile.crop((0, 0, tile.width, min(_SAMPLE_ROWS, tile.height)))
+    sample = band.crop((0, 0, band.width, min(_SAMPLE_ROWS, band.height)))
     return sample.getcolors(sample.width * sample.height // 2) is None
 
 
@@ -266,26 +344,32 @@ def _merged(a: _Piece, b: _Piece, maxColours: int) -> _Piece | None:
     return _Piece(a.kind, a.x, a.w + b.w, colours)
 
 
-def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...]) -> bytes | None:
+def _paletteIndices(bgrx: bytes, w: int, h: int, colours: tuple[tuple[int, int, int], ...]
+                    ) -> bytes | None:
     """Each pixel's index in `colours` (1 bit per pixel, rows padded, for two colours).
-    `image` holds B, G, R, X: channel c (R, G, B) is its band 2 - c."""
+    Channel c (R, G, B) of the pixels is every fourth byte from 2 - c."""
     if len(colours) == 2:
         (r0, g0, b0), (r1, g1, b1) = colours
         channel, value = next(
             (c, v1) for c, v0, v1 in ((0, r0, r1), (1, g0, g1), (2, b0, b1)) if v0 != v1
         )
+        lane = bgrx[2 - channel :: 4]
+        if h == 1:  # the bits as the digits of one binary number
+            table = bytearray(b"0" * 256)
+            table[value] = ord("1")
+            bits = int(lane.translate(table), 2) << (-w % 8)
+            return bits.to_bytes((w + 7) // 8, "big")
         table = bytearray(256)
         table[value] = 255
-        lane = image.getchannel(2 - channel).tobytes().translate(table)
-        return Image.frombytes("L", image.size, lane).convert("1", dither=Image.Dither.NONE
-                                                              ).tobytes()
+        return Image.frombytes("L", (w, h), lane.translate(table)).convert(
+            "1", dither=Image.Dither.NONE).tobytes()
     for channel in range(3):  # one channel tells the colours apart (greys, ramps): one lookup
         values = [c[channel] for c in colours]
         if len(set(values)) == len(values):
             table = bytearray(256)
             for index, value in enumerate(values):
                 table[value] = index
-            return image.getchannel(2 - channel).tobytes().translate(table)
+            return bgrx[2 - channel :: 4].translate(table)
     ranks = [{v: i for i, v in enumerate(sorted({c[p] for c in colours}))} for p in range(3)]
     nr, ng, nb = (len(rank) for rank in ranks)
     if nr * ng * nb > 256:
@@ -295,9 +379,8 @@ def _paletteIndices(image: Image.Image, colours: tuple[tuple[int, int, int], ...
         table = bytearray(256)
         for value, r in rank.items():
             table[value] = r
-        lane = image.getchannel(2 - channel).tobytes().translate(table)
-        key += int.from_bytes(lane, "little") * weight
+        key += int.from_bytes(bgrx[2 - channel :: 4].translate(table), "little") * weight
     toIndex = bytearray(256)
     for index, (r, g, b) in enumerate(colours):
         toIndex[(ranks[0][r] * ng + ranks[1][g]) * nb + ranks[2][b]] = index
-    return key.to_bytes(image.width * image.height, "little").translate(toIndex)
+    return key.to_bytes(w * h, "little").translate(toIndex)
