@@ -126,36 +126,57 @@ class TightEncoder:
         jpegQuality: int | None,
     ) -> tuple[int, list[bytes], bool]:
         """The rectangle as Tight rectangles: (count, chunks with headers, whether lossy)."""
-        from xend_vfb.rfb.encodings import RECT_HEADER, Encoding
-
-        count, chunks, lossy = 0, [], False
-        jpeg = jpegQuality is not None and self.jpegPossible
         rowBytes = w * BYTES_PER_PIXEL
+        out: list[bytes] = []
+        lossy = False
+        # Identical rows (bars, ramps, borders, blank lines) are classified and converted
+        # from their first row only, whose result is repeated; a run goes on across bands.
+        run: tuple[int, int, bytes] | None = None  # top, rows, the row
         for ty in range(y, y + h, _TILE):
             th = min(_TILE, y + h - ty)
             data = gatherRect(pixels, width, x, ty, w, th)
             for top, rows, identical in _spans(data, rowBytes, 0, th):
-                # Identical rows (bars, ramps, borders, blank lines) are classified and
-                # converted from their first row only, whose result is repeated.
-                mapped = 1 if identical else rows
                 start = top * rowBytes
-                part = data[start : start + mapped * rowBytes]
-                band = Image.frombuffer("RGBX", (w, mapped), part, "raw", "RGBX", 0, 1)
-                for piece in self._pieces(band, part[:rowBytes], jpeg):
-                    header = RECT_HEADER.pack(x + piece.x, ty + top, piece.w, rows,
-                                              Encoding.TIGHT)
-                    if mapped == 1:
-                        bgrx = part[piece.x * BYTES_PER_PIXEL : (piece.x + piece.w)
-                                    * BYTES_PER_PIXEL]
-                    elif piece.w == w:
-                        bgrx = part
-                    else:
-                        bgrx = band.crop((piece.x, 0, piece.x + piece.w, mapped)).tobytes()
-                    body, pieceLossy = self._encodePiece(bgrx, mapped, rows, piece, jpegQuality)
-                    chunks += (header, body)
-                    count += 1
-                    lossy |= pieceLossy
-        return count, chunks, lossy
+                if identical:
+                    row = data[start : start + rowBytes]
+                    if run is not None and run[2] == row:
+                        run = (run[0], run[1] + rows, row)
+                        continue
+                if run is not None:
+                    lossy |= self._encodeSpan(out, run[2], 1, x, run[0], w, run[1], jpegQuality)
+                    run = None
+                if identical:
+                    run = (ty + top, rows, row)
+                else:
+                    part = data[start : start + rows * rowBytes]
+                    lossy |= self._encodeSpan(out, part, rows, x, ty + top, w, rows, jpegQuality)
+        if run is not None:
+            lossy |= self._encodeSpan(out, run[2], 1, x, run[0], w, run[1], jpegQuality)
+        return len(out) // 2, out, lossy
+
+    def _encodeSpan(
+        self, out: list[bytes], part: bytes, mapped: int, x: int, y: int, w: int, h: int,
+        jpegQuality: int | None,
+    ) -> bool:
+        """Rows y to y+h as Tight rectangles (header, body) appended to `out`; `part`
+        holds `mapped` of them (all, or the first when they are identical).  Whether any
+        is lossy."""
+        from xend_vfb.rfb.encodings import RECT_HEADER, Encoding
+
+        jpeg = jpegQuality is not None and self.jpegPossible
+        band = Image.frombuffer("RGBX", (w, mapped), part, "raw", "RGBX", 0, 1)
+        lossy = False
+        for piece in self._pieces(band, part[: w * BYTES_PER_PIXEL], jpeg):
+            if mapped == 1:
+                bgrx = part[piece.x * BYTES_PER_PIXEL : (piece.x + piece.w) * BYTES_PER_PIXEL]
+            elif piece.w == w:
+                bgrx = part
+            else:
+                bgrx = band.crop((piece.x, 0, piece.x + piece.w, mapped)).tobytes()
+            body, pieceLossy = self._encodePiece(bgrx, mapped, h, piece, jpegQuality)
+            out += (RECT_HEADER.pack(x + piece.x, y, piece.w, h, Encoding.TIGHT), body)
+            lossy |= pieceLossy
+        return lossy
 
     def _pieces(self, band: Image.Image, row: bytes, jpeg: bool) -> Iterator[_Piece]:
         """A band as one palette when it has more colours than a tile's palette but at
