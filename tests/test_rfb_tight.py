@@ -219,3 +219,81 @@ async def roundTrip(client) -> None:
     other = await referenceConnect(client.transport.getPeer().port, client.pf, [0])
     await other.request()
     await close(other)
+
+
+def mixed(screen: Screen) -> None:
+    """What the encoder treats apart, top to bottom (screen 150 wide, 300 high, 64-row
+    bands): colour bars over 96 identical rows (across two bands; the bar boundaries inside
+    tiles, the last 22 pixels wide), the rest of the second band in 40 greys (a console's
+    antialiased text: one palette indexed by one channel), a band of 30 colours no single
+    channel tells apart, one of 40 whose channels together take more than 256 values, and
+    photo-like noise.  In the 30 colours and the noise, padding bytes vary: they are no
+    colour."""
+    rng = random.Random(7)
+    white, yellow, cyan = b"\xff\xff\xff\x00", b"\x00\xff\xff\x00", b"\xff\xff\x00\x00"
+    row = white * 50 + yellow * 90 + cyan * (screen.width - 140)
+    greys = [bytes((v, v, v, 0)) for v in range(0, 240, 6)]
+    mixedColours = [bytes((c // 16 * 60, c // 4 % 4 * 60, c % 4 * 60, 0))
+                    for c in rng.sample(range(64), 30)]
+    manyValues = [bytes((c // 49 * 40, c // 7 % 7 * 40, c % 7 * 40, 0))
+                  for c in rng.sample(range(343), 40)]
+    out = bytearray()
+    for y in range(screen.height):
+        if y < 96:
+            out += row
+        elif y < 128:
+            out += b"".join(rng.choice(greys) for _ in range(screen.width))
+        elif y < 192:
+            out += b"".join(rng.choice(mixedColours) for _ in range(screen.width))
+        elif y < 256:
+            out += b"".join(rng.choice(manyValues) for _ in range(screen.width))
+        else:
+            out += rng.randbytes(screen.width * 4)
+    for i in range(128 * screen.width * 4 + 3, 192 * screen.width * 4, 4):
+        out[i] = rng.choice((0, 255))
+    for i in range(256 * screen.width * 4 + 3, len(out), 4):
+        out[i] = rng.randrange(256)
+    screen.buffer[:] = out
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", ["xrgb32", "rgb565-big-endian", "bgr233", "rgb30-in-32"])
+async def test_tight_runs_of_rows_big_palettes_and_photo_stream(name):
+    pf = FORMATS[name]
+    screen = Screen(150, 300)
+    mixed(screen)
+    display, port = await startDisplay(screen)
+    client = await referenceConnect(port, pf, [TIGHT])
+    update = await client.request()
+    assert significant(client.fb, client.pf) == expected(screen.buffer, pf)
+    # The bars: rectangles 96 rows high, the boundaries two-colour palettes.
+    assert [(x, w, h, detail) for x, y, w, h, enc, detail in update.rects if y == 0] == [
+        (0, 64, 96, ("palette", 1, 2)), (64, 64, 96, ("fill",)), (128, 22, 96, ("palette", 1, 2))]
+    rects = [(y, h, detail) for _, y, _, h, enc, detail in update.rects if enc == TIGHT]
+    # The greys and the 30 colours: one palette each, beyond a tile's 8 colours.
+    assert [detail for y, _, detail in rects if y == 96] == [("palette", 2, 40)]
+    assert [detail for y, _, detail in rects if y == 128] == [("palette", 2, 30)]
+    # Too many values for a palette index: full colour; the noise: full colour in
+    # stream 3 (Huffman codes only), a rectangle per tile.
+    assert {detail for y, _, detail in rects if y == 192} == {("copy", 0, None)}
+    assert {detail for y, _, detail in rects if y == 256} == {("copy", 3, None)}
+    assert len([y for y, _, _ in rects if y == 256]) == 3
+    await close(client)
+    await display.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_jpeg_of_identical_rows():
+    """A ramp repeated over every row: its full-colour run goes as JPEG, rows repeated."""
+    pf = FORMATS["xrgb32"]
+    screen = Screen(200, 100)
+    screen.buffer[:] = b"".join(bytes((x, 255 - x, x // 2, 0)) for x in range(200)) * 100
+    display, port = await startDisplay(screen, lossy=True, clock=Clock())
+    client = await referenceConnect(port, pf, [TIGHT, QUALITY + 8])
+    update = await client.request()
+    # The last 8 pixels have 8 colours: a palette.
+    assert [(w, h, detail) for _, _, w, h, _, detail in update.rects] == [
+        (192, 100, ("jpeg",)), (8, 100, ("palette", 2, 8))]
+    assert _meanError(client.fb, screen, pf) < 6
+    await close(client)
+    await display.stop()
