@@ -12,23 +12,34 @@ bytes (7 bits each, least significant first).  Colours are TPIXELs: R, G, B
 bytes when the client's format is 32 bits of depth 24 with 8-bit channels,
 its own pixel format otherwise.  A rectangle is at most 2048 pixels wide.
 
-How we use it: a rectangle is cut into 64x64 tiles and each tile classified
-with Pillow's `getcolors` (C, a few microseconds): one colour, a few (a
-palette), or many.  Neighbouring tiles of the same colour become one fill,
-neighbouring palettes one palette while their colours fit, and neighbouring
-many-colour tiles one rectangle, so a text console is a few fills and
-palettes per 64 rows, and a photo long full-colour (or JPEG) strips.
-Stream 0 carries full colour, 1 two-colour palettes, 2 larger ones.
+How we use it: a rectangle is read in bands of 64 rows, and each band split
+into runs of identical rows (found by halving it, a bytes comparison each) and
+the mixed rows between them.  A run is classified and converted from its first
+row alone, by bytes operations, and its data repeated; it goes on across bands
+(colour bars, ramps, borders and blank areas are one rectangle high).  Mixed
+rows with more colours than a tile's palette but at most 256 (a console's
+antialiased text) are one palette; otherwise they are cut into 64-pixel tiles
+classified with Pillow's `getcolors` (C): one colour, a few (a palette), or
+many.  Neighbouring tiles of the same colour become one fill, neighbouring
+palettes one palette while their colours fit, and neighbouring many-colour
+tiles one rectangle.  Photo-like many-colour tiles (most pixels of the band's
+first rows of a colour of their own) stay one rectangle each, in stream 3,
+compressed with Huffman codes only: zlib's string matching finds next to
+nothing there, and codes fitted to each tile compress better than one band's.
+Stream 0 carries other full colour, 1 two-colour palettes, 2 larger ones.
 
-Nothing is done per pixel in Python: Pillow reads tiles in place from the
-screen (`getcolors`, the R, G, B bytes that are Tight's TPIXELs, JPEG).
-Palette indices: each channel's bytes are mapped to the rank of their value
-among the palette's values for that channel (`bytes.translate`), the three
-ranks combined into one number by big-integer arithmetic whose per-byte
-results never carry, and that number mapped to the palette index by a last
-`translate`.  This needs the product of the three channels' distinct value
-counts to stay under 256, which holds for the few colours a palette has in
-practice; otherwise the tile goes as full colour.
+Nothing is done per pixel in Python: Pillow maps the bands in place
+(`getcolors`, the R, G, B bytes that are Tight's TPIXELs, JPEG).  The padding
+byte of the screen's pixels is no colour (colours found that differ only there
+are one), but rows or tiles differing only there are not found identical.
+Palette indices: when one channel tells the colours apart (greys, ramps), its
+bytes are mapped to the index by `bytes.translate`; otherwise each channel's
+bytes are mapped to the rank of their value among the palette's values for that
+channel, the three ranks combined into one number by big-integer arithmetic
+whose per-byte results never carry, and that number mapped to the palette index
+by a last `translate`.  This needs the product of the three channels' distinct
+value counts to stay under 256; otherwise the piece goes as full colour.  Two
+colours of one row are bits by `int(..., 2)`.
 """
 
 from __future__ import annotations
