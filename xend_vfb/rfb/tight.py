@@ -49,6 +49,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from PIL import Image
 
@@ -268,6 +269,8 @@ class TightEncoder:
         return bits
 
     def _tpixels(self, colours: tuple[tuple[int, int, int], ...]) -> bytes:
+        if self._rgb:
+            return bytes(chain.from_iterable(colours))
         return self._translator.translate(b"".join(bytes((b, g, r, 0)) for r, g, b in colours))
 
     def _compressed(self, stream: int, data: bytes) -> bytes:
