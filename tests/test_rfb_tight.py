@@ -297,3 +297,17 @@ async def test_jpeg_of_identical_rows():
     assert _meanError(client.fb, screen, pf) < 6
     await close(client)
     await display.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_of_identical_rows_is_cut_every_256_rows():
+    pf = FORMATS["xrgb32"]
+    screen = Screen(40, 300)
+    screen.buffer[:] = b"".join(bytes((x * 6, 0, 255 - x * 6, 0)) for x in range(40)) * 300
+    display, port = await startDisplay(screen)
+    client = await referenceConnect(port, pf, [TIGHT, COMPRESS + 0])
+    update = await client.request()
+    assert significant(client.fb, client.pf) == expected(screen.buffer, pf)
+    assert [(y, h) for _, y, _, h, *_ in update.rects] == [(0, 256), (256, 44)]
+    await close(client)
+    await display.stop()

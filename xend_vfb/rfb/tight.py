@@ -67,6 +67,9 @@ _PALETTE_FILTER = 1
 _FULL_STREAM, _MONO_STREAM, _INDEXED_STREAM, _PHOTO_STREAM = 0, 1, 2, 3
 _SAMPLE_ROWS = 8
 _MIN_SPAN = 8
+#: The most rows of a run in one rectangle: its data (up to 2048 x 4 bytes a row, sent
+#: uncompressed at CompressLevel 0) must stay under the 4 MB a compact length can say.
+_MAX_RUN = 256
 _MAX_PALETTE = 256
 #: JPEG quality for each client QualityLevel 0-9.
 JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 88, 95)
@@ -151,7 +154,7 @@ class TightEncoder:
                 start = top * rowBytes
                 if identical:
                     row = data[start : start + rowBytes]
-                    if run is not None and run[2] == row:
+                    if run is not None and run[2] == row and run[1] + rows <= _MAX_RUN:
                         run = (run[0], run[1] + rows, row)
                         continue
                 if run is not None:
