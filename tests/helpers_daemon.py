@@ -6,6 +6,10 @@
 --all` when a daemon answers, then SIGKILL for anything still recorded (daemon,
 backends, guests, xenstored) or still running with this run dir.
 
+The guest `life` (`guestConfig`, `createGuest`) is the lifecycle tests' guest; `connectedAs`
+waits for it to come back as a new domain and `assertNothingLeftOf` checks that the old
+domain left nothing behind.
+
 `VncClient` is vncdotool in a child process (its API runs a reactor in a
 thread, which must not meet pytest-twisted's), driven by lines on stdin.
 
@@ -30,6 +34,8 @@ BIN = os.path.dirname(sys.executable)
 XEND_VFB = os.path.join(BIN, "xend-vfb")
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(CHECKOUT, "examples")
+
+
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -218,6 +224,52 @@ def allConnected(run: DaemonRun, domain: str) -> bool:
     rows = [*devices(run, domain, "vfb").values(), *devices(run, domain, "vkbd").values()]
     return bool(rows) and all(r["backend_state"] == 4 and r["frontend_state"] == 4
                               for r in rows)
+
+
+def domainOf(run: DaemonRun, name: str) -> dict | None:
+    """The `xend-vfb list` row of the domain named `name`, or None if it is not there."""
+    found = [d for d in run.json("list") if d["name"] == name]
+    return found[0] if found else None
+
+
+# -- the guest `life` whose lifecycle tests drive (test_daemon_lifecycle.py and others) ---
+
+
+def guestConfig(tmp_path, name: str = "life", extra: str = "") -> str:
+    """Write `name`.cfg (one VNC display with a password and a keymap, plus `extra`
+    lines) into `tmp_path`; its path."""
+    path = tmp_path / f"{name}.cfg"
+    path.write_text(f"name = '{name}'\nmemory = 32\n"
+                    "vfb = [ 'vnc=1,vncunused=1,vncpasswd=pw,keymap=de' ]\n" + extra)
+    return str(path)
+
+
+def createGuest(run: DaemonRun, tmp_path, extra: str = "") -> int:
+    """Create the guest `life` and wait until its devices are Connected; its domid."""
+    run.createConnected(guestConfig(tmp_path, extra=extra), "life")
+    return domainOf(run, "life")["domid"]
+
+
+def connectedAs(run: DaemonRun, name: str, old: int) -> int:
+    """Wait until `name` runs as a domain other than `old`, all devices Connected; its id."""
+    def remade():
+        domain = domainOf(run, name)
+        return domain and domain["domid"] != old and allConnected(run, name) and domain
+    return waitUntil(remade, f"{name} to come back as a new domain")["domid"]
+
+
+def assertNothingLeftOf(run: DaemonRun, domid: int, backendHeld: bool = False) -> None:
+    """Domain `domid` left nothing: xenstore, guest, memory; and its backend exited, or
+    (`backendHeld`) it is still there, recorded for no domain, holding the displays."""
+    tree = run.xenstore()
+    left = [path for path in tree if f"/{domid}/" in path + "/" and (
+        path.startswith(f"/local/domain/{domid}") or f"backend/vfb/{domid}" in path
+        or f"backend/vkbd/{domid}" in path or path.startswith(f"/xend-vfb/{domid}"))]
+    assert left == []
+    if not backendHeld:
+        waitUntil(lambda: run.backend(domid) is None, f"the backend of domain {domid} to exit")
+    assert run.guest(domid) is None
+    assert not os.path.exists(os.path.join(run.runDir, "guests", str(domid), "memory"))
 
 
 # -- a VNC client in a child process -------------------------------------------------

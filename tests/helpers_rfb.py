@@ -152,6 +152,14 @@ async def roundTrip(client: Client) -> None:
     await client.refreshScreen(incremental=False)
 
 
+async def roundTripWithoutUpdate(client: Client) -> None:
+    """A round trip that asks for no pixels: a second client's full capture, in order
+    (the server handles its clients' messages in the order they arrive)."""
+    other = await connect(client.transport.getPeer().port)
+    await other.refreshScreen()
+    await hangUp(other)
+
+
 @contextmanager
 def loggedProblems():
     """Log events of level warn and above while the block runs."""

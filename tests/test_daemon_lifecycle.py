@@ -15,7 +15,16 @@ import signal
 import pytest
 from PIL import Image
 
-from tests.helpers_daemon import DaemonRun, VncClient, allConnected, devices
+from tests.helpers_daemon import (
+    DaemonRun,
+    VncClient,
+    allConnected,
+    assertNothingLeftOf,
+    connectedAs,
+    createGuest,
+    devices,
+    domainOf,
+)
 from tests.helpers_wait import waitUntil
 from xend_vfb import jsonline
 from xend_vfb.procid import ProcessId
@@ -24,33 +33,6 @@ PASSWORD_NODE = "/xend-vfb/{domid}/device/vfb/0/vncpasswd"
 
 #: Each test lives through several guest lifetimes: allow for a loaded machine.
 pytestmark = pytest.mark.timeout(600)
-
-
-def guestConfig(tmp_path, name="life", extra=""):
-    path = tmp_path / f"{name}.cfg"
-    path.write_text(f"name = '{name}'\nmemory = 32\n"
-                    "vfb = [ 'vnc=1,vncunused=1,vncpasswd=pw,keymap=de' ]\n" + extra)
-    return str(path)
-
-
-def createGuest(run: DaemonRun, tmp_path, extra: str = "") -> int:
-    """Create the guest `life` and wait until its devices are Connected; its domid."""
-    run.cli("create", guestConfig(tmp_path, extra=extra))
-    waitUntil(lambda: allConnected(run, "life"), "life's devices to connect")
-    return domainOf(run, "life")["domid"]
-
-
-def domainOf(run: DaemonRun, name: str) -> dict | None:
-    found = [d for d in run.json("list") if d["name"] == name]
-    return found[0] if found else None
-
-
-def connectedAs(run: DaemonRun, name: str, old: int) -> int:
-    """Wait until `name` runs as a domain other than `old`, all devices Connected; its id."""
-    def remade():
-        domain = domainOf(run, name)
-        return domain and domain["domid"] != old and allConnected(run, name) and domain
-    return waitUntil(remade, f"{name} to come back as a new domain")["domid"]
 
 
 def guestState(run: DaemonRun, name: str) -> dict:
@@ -63,20 +45,6 @@ def guestState(run: DaemonRun, name: str) -> dict:
             "keymap": tree[f"/local/domain/0/backend/vfb/{domid}/0/keymap"],
             "password": tree[PASSWORD_NODE.format(domid=domid)],
             "keyboard": vfb["vkbd"]}
-
-
-def assertNothingLeftOf(run: DaemonRun, domid: int, backendHeld: bool = False) -> None:
-    """Domain `domid` left nothing: xenstore, guest, memory; and its backend exited, or
-    (`backendHeld`) it is still there, recorded for no domain, holding the displays."""
-    tree = run.xenstore()
-    left = [path for path in tree if f"/{domid}/" in path + "/" and (
-        path.startswith(f"/local/domain/{domid}") or f"backend/vfb/{domid}" in path
-        or f"backend/vkbd/{domid}" in path or path.startswith(f"/xend-vfb/{domid}"))]
-    assert left == []
-    if not backendHeld:
-        waitUntil(lambda: run.backend(domid) is None, f"the backend of domain {domid} to exit")
-    assert run.guest(domid) is None
-    assert not os.path.exists(os.path.join(run.runDir, "guests", str(domid), "memory"))
 
 
 def test_reboot_gives_the_new_domain_the_same_display(run, tmp_path):

@@ -12,27 +12,20 @@ import struct
 
 import pytest
 
-from tests.helpers_daemon import WAIT, DaemonRun, waitUntil
-from tests.test_daemon_lifecycle import (
+from tests.helpers_daemon import (
     assertNothingLeftOf,
     connectedAs,
     createGuest,
     domainOf,
     guestConfig,
 )
+from tests.helpers_wait import WAIT, waitUntil
 from xend_vfb.rfb.vncauth import vncAuthResponse
 
 pytestmark = pytest.mark.timeout(300)
 
 XVP = -309
 XVP_FAIL, XVP_INIT, XVP_SHUTDOWN, XVP_REBOOT, XVP_RESET = 0, 1, 2, 3, 4
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 class XvpViewer:

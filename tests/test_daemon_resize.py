@@ -9,17 +9,10 @@ import signal
 import pytest
 from PIL import Image
 
-from tests.helpers_daemon import DaemonRun, VncClient, waitUntil
-from tests.test_daemon_lifecycle import createGuest
+from tests.helpers_daemon import VncClient, createGuest
+from tests.helpers_wait import waitUntil
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def run(tmp_path):
-    daemonRun = DaemonRun(tmp_path / "run")
-    yield daemonRun
-    daemonRun.cleanup()
 
 
 def shotSize(run, tmp_path):

@@ -1,7 +1,5 @@
 """The Screen the backend fills, its observers, and screenshots."""
 
-import random
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +7,7 @@ from PIL import Image
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests.helpers_display import Guest, pixelsOf
 from xend_vfb.display.screen import TILE, IScreen, IScreenObserver, Screen, screenshot
 
 
@@ -106,35 +105,12 @@ def test_screenshot(tmp_path):
 # -- pixels on demand: a source, stale marks, sync -------------------------------------------
 
 
-class Guest:
-    """A guest framebuffer (XRGB8888, the screen's size) as a screen's source, counting reads."""
-
-    def __init__(self, width, height, seed=1):
-        self.width = width
-        self.pixels = bytearray(random.Random(seed).randbytes(width * height * 4))
-        self.reads = []
-
-    def __call__(self, x, y, w, h):
-        self.reads.append((x, y, w, h))
-        stride = self.width * 4
-        return bytearray(b"".join(
-            self.pixels[(y + r) * stride + x * 4:(y + r) * stride + (x + w) * 4] for r in range(h)))
-
-    def draw(self, x, y, value=b"\x01\x02\x03\x00"):
-        at = (y * self.width + x) * 4
-        self.pixels[at:at + 4] = value
-
-
 def sourced(width, height):
     screen = Screen(width, height)
     guest = screen.source = Guest(width, height)
     observer = Observer()
     screen.addObserver(observer)
     return screen, guest, observer
-
-
-def pixelsOf(rects):
-    return {(x + i, y + j) for x, y, w, h in rects for i in range(w) for j in range(h)}
 
 
 def test_invalidate_reads_nothing_and_marks_stale_once():

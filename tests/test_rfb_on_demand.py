@@ -10,9 +10,14 @@ import pytest
 import pytest_twisted
 from PIL import Image
 
-from tests.helpers_rfb import VNCDOTOOL_WARNINGS, connect, hangUp, startDisplay
-from tests.test_display import Guest
-from tests.test_rfb_server import roundTripWithoutUpdate
+from tests.helpers_display import Guest
+from tests.helpers_rfb import (
+    VNCDOTOOL_WARNINGS,
+    connect,
+    hangUp,
+    roundTripWithoutUpdate,
+    startDisplay,
+)
 from xend_vfb.display.screen import Screen
 
 pytestmark = [pytest.mark.timeout(60), *VNCDOTOOL_WARNINGS]

@@ -17,6 +17,7 @@ from vncdotool import rfb
 from vncdotool.client import AuthenticationError
 from zope.interface.verify import verifyObject
 
+from tests.helpers_display import pixelsOf
 from tests.helpers_rfb import (
     BTN_LEFT,
     BTN_MIDDLE,
@@ -40,6 +41,7 @@ from tests.helpers_rfb import (
     leaveMidUpdate,
     loggedProblems,
     roundTrip,
+    roundTripWithoutUpdate,
     startDisplay,
 )
 from xend_vfb.display.screen import IDisplay, IScreenObserver, Screen
@@ -169,22 +171,11 @@ async def test_incremental_updates_send_only_what_changed():
         screen.update(*rect)
     client.framebufferUpdateRequest(incremental=True)
     rects = await client.nextUpdate()
-    assert _pixelsOf(rects) == _pixelsOf(changed)
-    assert sum(w * h for _, _, w, h in rects) == len(_pixelsOf(changed))
+    assert pixelsOf(rects) == pixelsOf(changed)
+    assert sum(w * h for _, _, w, h in rects) == len(pixelsOf(changed))
     assert client.screen.tobytes() == expectedImage(screen).tobytes()
     await hangUp(client)
     await display.stop()
-
-
-def _pixelsOf(rects):
-    return {(x + i, y + j) for x, y, w, h in rects for i in range(w) for j in range(h)}
-
-
-async def roundTripWithoutUpdate(client: Client) -> None:
-    """A round trip that asks for no pixels: a second client's full capture, in order."""
-    other = await connect(client.transport.getPeer().port)
-    await other.refreshScreen()
-    await hangUp(other)
 
 
 @pytest_twisted.ensureDeferred

@@ -10,11 +10,10 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import fail
 
+from tests.helpers_rfb import startDisplay
 from tests.rfb_reference import FORMATS, RAW, XVP, close, referenceConnect
-from tests.test_rfb_server import FakeSink
 from xend_vfb.display.screen import Screen
 from xend_vfb.rfb.server import PowerAction
-from xend_vfb.rfb.vncdisplay import VNCDisplay
 
 pytestmark = [pytest.mark.timeout(30)]
 
@@ -22,17 +21,15 @@ PF = FORMATS["xrgb32"]
 XVP_FAIL, XVP_INIT, SHUTDOWN, REBOOT, RESET = 0, 1, 2, 3, 4
 
 
-async def startDisplay(password="", powerControl=None):
-    display = VNCDisplay(Screen(16, 8), FakeSink(), password=password,
-                         powerControl=powerControl)
-    _, port = await display.start()
-    return display, port
+async def powerDisplay(password="", powerControl=None):
+    """A small display with `password`, offering power control if given `powerControl`."""
+    return await startDisplay(Screen(16, 8), password=password, powerControl=powerControl)
 
 
 @pytest_twisted.ensureDeferred
 async def test_an_authenticated_viewer_is_offered_power_control_and_uses_it():
     asked = []
-    display, port = await startDisplay("pw", asked.append)
+    display, port = await powerDisplay("pw", asked.append)
     client = await referenceConnect(port, PF, [RAW, XVP], password="pw")
     await client.request()
     assert client.xvp == [(1, XVP_INIT)]
@@ -53,7 +50,7 @@ async def test_an_authenticated_viewer_is_offered_power_control_and_uses_it():
 @pytest_twisted.ensureDeferred
 async def test_refusals_are_xvp_fail():
     asked = []
-    display, port = await startDisplay("pw", asked.append)
+    display, port = await powerDisplay("pw", asked.append)
     client = await referenceConnect(port, PF, [RAW, XVP], password="pw")
     client.xvpRequest(REBOOT, version=2)  # a version we do not speak
     client.xvpRequest(9)  # no such action
@@ -66,7 +63,7 @@ async def test_refusals_are_xvp_fail():
 
 @pytest_twisted.ensureDeferred
 async def test_a_request_that_cannot_be_passed_on_is_xvp_fail():
-    display, port = await startDisplay("pw", lambda action: fail(OSError("xenstore gone")))
+    display, port = await powerDisplay("pw", lambda action: fail(OSError("xenstore gone")))
     client = await referenceConnect(port, PF, [RAW, XVP], password="pw")
     client.xvpRequest(RESET)
     await client.request()
@@ -79,7 +76,7 @@ async def test_a_request_that_cannot_be_passed_on_is_xvp_fail():
 @pytest_twisted.ensureDeferred
 async def test_no_power_control_without_authentication_or_the_setting(password, allowed):
     asked = []
-    display, port = await startDisplay(password, asked.append if allowed else None)
+    display, port = await powerDisplay(password, asked.append if allowed else None)
     client = await referenceConnect(port, PF, [RAW, XVP], password=password or None)
     client.xvpRequest(REBOOT)
     await client.request()
