@@ -131,8 +131,7 @@ def test_control_socket_is_root_only(run):
 def test_errors_are_one_line(run, tmp_path):
     run.start()
     demo = os.path.join(EXAMPLES, "demo.cfg")
-    run.cli("create", demo)
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(demo, "demo")
     baseline = run.xenstore()
     assert run.fails("destroy", "nosuch") == "Error: domain 'nosuch' does not exist"
     assert run.fails("vfb-list", "7") == "Error: domain '7' does not exist"

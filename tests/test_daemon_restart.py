@@ -86,8 +86,7 @@ def test_crash_during_destroy(run, tmp_path):
     run.cli("create", DEMO)
     before = Snapshot(run)
     for point in ("destroy:journal", "destroy:devices"):
-        run.cli("create", victimConfig(tmp_path))
-        waitUntil(lambda: allConnected(run, "victim"), "the victim's devices to connect")
+        run.createConnected(victimConfig(tmp_path), "victim")
         restartAfterCrash(run, point, "destroy", "victim")
         before.check(run)
         assert run.guest(2) is None and run.backend(2) is None
@@ -157,8 +156,7 @@ def test_daemon_down_backends_keep_serving(run, tmp_path):
 
 def test_backend_restart_is_rate_limited(run):
     run.start()
-    run.cli("create", DEMO)
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(DEMO, "demo")
     seen = [run.backend(1)]
     for _ in range(3):
         seen[-1].kill(signal.SIGKILL)

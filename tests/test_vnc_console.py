@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers_daemon import XEND_VFB, DaemonRun, allConnected
+from tests.helpers_daemon import XEND_VFB, DaemonRun, connectedAs, domainOf
 from tests.helpers_tigervnc import VIEWER, Xvfb
 from tests.helpers_tls import issue, makeCA, writeCertDir
 from tests.helpers_wait import waitUntil
@@ -63,9 +63,8 @@ def createGuest(run: DaemonRun, tmp_path) -> int:
     config = tmp_path / "console.cfg"
     config.write_text("name = 'console'\nmemory = 32\n"
                       f"vfb = [ 'vnc=1,vncunused=1,vncpasswd={PASSWORD}' ]\n")
-    run.cli("create", str(config))
-    waitUntil(lambda: allConnected(run, "console"), "the devices to connect")
-    return run.json("list")[0]["domid"]
+    run.createConnected(str(config), "console")
+    return domainOf(run, "console")["domid"]
 
 
 def viewers(run: DaemonRun, domid: int) -> int:
@@ -189,9 +188,7 @@ def test_a_new_password_and_its_expiry_outlive_a_reboot(run, tmp_path):
     assert vncPasswd(run, NEW, "--expire", "3600").returncode == 0
     expires = run.xenstore()[f"/xend-vfb/{old}/device/vfb/0/vncpasswd-expires"]
     run.cli("reboot", "console", "--wait")
-    new = waitUntil(lambda: [d["domid"] for d in run.json("list")
-                             if d["domid"] != old and allConnected(run, "console")],
-                    "the rebooted domain")[0]
+    new = connectedAs(run, "console", old)
     tree = run.xenstore()
     assert tree[f"/xend-vfb/{new}/device/vfb/0/vncpasswd"] == NEW
     assert tree[f"/xend-vfb/{new}/device/vfb/0/vncpasswd-expires"] == expires

@@ -179,8 +179,7 @@ def test_with_tls_the_console_is_https_and_wss(run, tmp_path):
     certDir = writeCertDir(str(tmp_path / "vnc"), ca, issue(ca, "localhost"))
     run.env.update(XEND_VFB_VNC_TLS="1", XEND_VFB_VNC_X509_CERT_DIR=certDir)
     run.start()
-    run.cli("create", os.path.join(EXAMPLES, "demo.cfg"))
-    waitUntil(lambda: allConnected(run, "demo"), "demo's devices to connect")
+    run.createConnected(os.path.join(EXAMPLES, "demo.cfg"), "demo")
     link = Link.of(run, "demo")
     assert link.origin.startswith("https://127.0.0.1:")
     # The browser's side is TLS; the display lets the console in without VeNCrypt then,
