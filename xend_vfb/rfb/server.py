@@ -37,6 +37,11 @@ shutdown, reboot and reset requests to it; anything refused (power control
 off, a viewer that did not authenticate, a bad version or code, a callback
 that failed) is answered with XVP_FAIL.  A display without a password has no
 authenticated viewers, so never offers it.
+
+Longer than most modules on purpose: one connection's whole life, handshake to
+updates, is one protocol class whose steps hand over to each other (`_expect`);
+the encoders (`encodings`, `tight`), pixel formats (`pixels`), input (`input`)
+and the listening side (`vncdisplay`) are apart.
 """
 
 from __future__ import annotations
