@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from xend_vfb import sxp
@@ -41,6 +42,7 @@ from xend_vfb.domain import Domain
 from xend_vfb.errors import DaemonError
 from xend_vfb.host import ShutdownReason
 from xend_vfb.model import DomainConfig
+from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import PRIVATE_ROOT
 
 if TYPE_CHECKING:
@@ -57,6 +59,12 @@ GUEST_ROOT = f"{PRIVATE_ROOT}/guest"
 #: moved, its next domain to come from a restore or a migration; or its domain is
 #: kept shut down for inspection (`preserve`).
 RUNNING, AWAY, PRESERVED = "running", "away", "preserved"
+
+#: Re-probing the devices of a guest that ran before they were written (plain `xl
+#: restore`): how long its frontends may stay Initialising first (seconds: a guest
+#: under TCG resumes slowly), how long its device areas stay removed the first time
+#: (doubled at each further attempt), and how many attempts.
+REPROBE_WAIT, REPROBE_GAP, REPROBE_ATTEMPTS = 30.0, 2.0, 4
 
 
 def _action(config: DomainConfig, reason: ShutdownReason) -> str:
@@ -292,6 +300,11 @@ class Guests(Service):
                      new=new.domid, old=domid)
             yield self.daemon.teardown(domid, graceful=False)
             yield self._adopt(record, new.domid, start=new.paused)
+            if not new.paused:
+                # Plain `xl restore` (no -p) let it run before we wrote its devices.
+                d = self._reprobe(record, new.domid)
+                d.addErrback(lambda f: log.failure("guest {name}: re-probing its devices",
+                                                   f, name=record["name"]))
             return
         if record["state"] == AWAY:
             if (yield self.xs.exists(f"{PRIVATE_ROOT}/{domid}")):
@@ -356,6 +369,87 @@ class Guests(Service):
             yield self.daemon.host.startDomain(domid)
         yield self._update(record["uuid"], domid=str(domid), state=RUNNING)
         self._notify(record["uuid"])
+
+    @inlineCallbacks
+    def _reprobe(self, record: dict, domid: int):
+        """Make a domain that ran before its devices were written find them.
+
+        A Linux guest resumed by plain `xl restore` looks for the devices it had at
+        once; their areas are not written yet, so their resume fails and the kernel
+        keeps those devices as they are: it does not probe them again when the areas
+        appear, and their frontends stay Initialising.  It drops such a device when
+        told that its area was removed and finds the area missing: so remove the
+        frontend areas, give the guest time to see them gone, and write the devices
+        afresh (a new probe), waiting longer between the two each time it does not
+        take."""
+        domain = yield self.daemon.domain(domid)
+        fronts = [domain.controller(row["class"]).frontendPath(row["devid"])
+                  for row in record["devices"]]
+        if not fronts:
+            return
+        gap = REPROBE_GAP
+        for attempt in range(REPROBE_ATTEMPTS):
+            if (yield self._frontendsMoved(fronts, REPROBE_WAIT)):
+                if attempt:
+                    log.info("guest {name}: domain {domid} found its devices again",
+                             name=record["name"], domid=domid)
+                return
+            if domid != (yield self._currentDomid(record["uuid"])):
+                return  # gone, or re-made since
+            log.info("guest {name}: domain {domid} ran before its devices were written "
+                     "and does not see them: removing them for {gap:g} s, then writing "
+                     "them again", name=record["name"], domid=domid, gap=gap)
+            # The backend keeps the displays (and their viewers) meanwhile.
+            held = yield self.daemon.backends.hold(domid)
+            for path in fronts:
+                yield self.xs.rm(path)
+            yield deferLater(self.daemon.reactor, gap, lambda: None)
+            yield self.lock.acquire()
+            try:
+                if domid != (yield self._currentDomid(record["uuid"])):
+                    return
+                yield domain.restoreDevices(record["devices"])
+                yield self.daemon.backends.ensure(domain)
+            finally:
+                self.lock.release()
+                if held:
+                    yield self.daemon.backends.hold(domid, 0)
+            gap *= 2
+        log.error("guest {name}: domain {domid} does not find its devices: its kernel did "
+                  "not probe them again", name=record["name"], domid=domid)
+
+    @inlineCallbacks
+    def _currentDomid(self, uuid: str):
+        """The domain guest `uuid` runs in now (None if it has no record)."""
+        record = yield self._read(uuid)
+        return None if record is None else record["domid"]
+
+    @inlineCallbacks
+    def _frontendsMoved(self, paths: list[str], timeout: float):
+        """Whether every frontend in `paths` leaves Initialising (the state the
+        toolstack writes) within `timeout` seconds."""
+        moved: Deferred[bool] = Deferred()
+
+        def check(_: str = "") -> None:
+            d = defer.gatherResults([self.xs.readOrNone(f"{p}/state") for p in paths])
+            d.addCallback(lambda states: not moved.called and all(
+                s not in (None, str(int(XenbusState.Initialising))) for s in states)
+                and moved.callback(True))
+            d.addErrback(lambda f: moved.called or moved.errback(f))
+
+        watches = []
+        for path in paths:
+            watches.append((yield self.xs.watch(path, check)))
+        timer = self.daemon.reactor.callLater(timeout, lambda: moved.called or
+                                              moved.callback(False))
+        check()
+        try:
+            return (yield moved)
+        finally:
+            if timer.active():
+                timer.cancel()
+            for watch in watches:
+                yield watch.cancel()
 
     # -- operations an admin asks for ------------------------------------------------
 
