@@ -975,6 +975,8 @@ class Harness:
         if (yield self.displayBack(xs, "restore", started, old)) is None:
             return False
         os.unlink(savePath)
+        if not (yield self.plainSaveRestore(xs, savePath)):
+            return False
 
         # Local migration (OSSTest's guest-localmigrate), then more of them (x N).
         times = []
@@ -998,6 +1000,38 @@ class Harness:
             r.metric(f"localmigrate_x{len(more)}_to_connected_s (min/median/max)",
                      f"{more[0]:.1f}/{more[len(more) // 2]:.1f}/{more[-1]:.1f}")
         return True
+
+    @inlineCallbacks
+    def plainSaveRestore(self, xs, savePath: str):
+        """Plain `xl save DOM FILE` and `xl restore FILE` (no -p): xl lets the guest run
+        before the daemon has written its devices, and the daemon still gives it its
+        display back.  Fires with whether the guest is alive."""
+        r = self.report
+        old = self.domid
+        result = run("xl", "save", str(old), savePath, timeout=600)
+        gone = (yield self.domidOf(xs, GUEST)) is None
+        if not r.check("xl-save: plain xl save; the domain is gone, the file written",
+                       result.returncode == 0 and gone and os.path.exists(savePath),
+                       (result.stderr.strip()[-300:] or f"domain gone: {gone}")):
+            return not gone
+        kernel = r"^.*(?:resume|xenbus|fbfront|kbdfront).*$"
+        said = self.console.count(kernel)
+        reprobes = self.daemonLog().count("does not see them")
+        started = time.monotonic()
+        result = run("xl", "restore", savePath, timeout=600)
+        restored = time.monotonic() - started
+        r.check("xl-restore: plain xl restore", result.returncode == 0,
+                (result.stderr or result.stdout).strip()[-300:])
+        r.metric("xl-restore_s (xl restore, until it returned)", restored)
+        domid = yield self.displayBack(xs, "xl-restore", started, old)
+        # What the guest's kernel said of its devices on resume (for the record).
+        lines = re.findall(kernel, self.console.text(), re.MULTILINE)[said:]
+        log(f"xl-restore: the guest kernel on resume: {lines[-12:]}")
+        r.metric("xl-restore: devices re-probed by the daemon (times)",
+                 self.daemonLog().count("does not see them") - reprobes)
+        if os.path.exists(savePath):
+            os.unlink(savePath)
+        return domid is not None
 
     @inlineCallbacks
     def connectedAgain(self, xs, label: str, started: float, old: int):

@@ -105,13 +105,16 @@ redraw() {
 }
 
 # xen-kbdfront registers its input devices once vkbd is Connected.
+keyboard() {
+    for e in /sys/class/input/event*; do
+        name=$(cat "$e/device/name" 2>/dev/null)
+        case $name in *[Kk]eyboard*) basename "$e"; return ;; esac
+    done
+}
 kbd=
 i=0
 while [ -z "$kbd" ] && [ $i -lt 1200 ]; do
-    for e in /sys/class/input/event*; do
-        name=$(cat "$e/device/name" 2>/dev/null)
-        case $name in *[Kk]eyboard*) kbd=$(basename "$e") ;; esac
-    done
+    kbd=$(keyboard)
     [ -n "$kbd" ] || sleep 0.25
     i=$((i + 1))
 done
@@ -126,7 +129,14 @@ if [ -n "$kbd" ]; then
         exec 3< "/dev/input/$kbd"
         while :; do
             hex=$(dd bs=24 count=1 <&3 2>/dev/null | hexdump -v -e '24/1 "%02x"')
-            [ -n "$hex" ] || { sleep 1; continue; }
+            if [ -z "$hex" ]; then
+                # The keyboard went (its vkbd was removed and written again, e.g. by
+                # the daemon's re-probe after a plain xl restore): read the new one.
+                sleep 1
+                kbd=$(keyboard)
+                [ -z "$kbd" ] || exec 3< "/dev/input/$kbd"
+                continue
+            fi
             echo "DOMU-EV $hex"
             case $hex in
                 *0100130001000000) redraw & ;;
