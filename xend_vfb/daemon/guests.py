@@ -429,28 +429,19 @@ class Guests(Service):
         """Whether every frontend in `paths` leaves Initialising (the state the
         toolstack writes) within `timeout` seconds."""
         moved: Deferred[bool] = Deferred()
-        initialising = str(int(XenbusState.Initialising))
-
-        def judge(states: list[str | None]) -> None:
-            if not moved.called and all(s not in (None, initialising) for s in states):
-                moved.callback(True)
-
-        def failed(failure: Any) -> None:
-            if not moved.called:
-                moved.errback(failure)
 
         def check(_: str = "") -> None:
             d = defer.gatherResults([self.xs.readOrNone(f"{p}/state") for p in paths])
-            d.addCallbacks(judge, failed)
+            d.addCallback(lambda states: not moved.called and all(
+                s not in (None, str(int(XenbusState.Initialising))) for s in states)
+                and moved.callback(True))
+            d.addErrback(lambda f: moved.called or moved.errback(f))
 
         watches = []
         for path in paths:
             watches.append((yield self.xs.watch(path, check)))
-        def expired() -> None:
-            if not moved.called:
-                moved.callback(False)
-
-        timer = self.daemon.reactor.callLater(timeout, expired)
+        timer = self.daemon.reactor.callLater(timeout, lambda: moved.called or
+                                              moved.callback(False))
         check()
         try:
             return (yield moved)
