@@ -34,6 +34,7 @@ BIN = os.path.dirname(sys.executable)
 XEND_VFB = os.path.join(BIN, "xend-vfb")
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(CHECKOUT, "examples")
+FAKE_SSH = os.path.join(CHECKOUT, "tests", "fake_ssh.py")
 
 
 def _read(path: str) -> bytes:
@@ -55,6 +56,9 @@ class DaemonRun:
         self.env.pop("XENSTORED_PATH", None)
         # Daemons of parallel tests cannot all have the console's default port.
         self.env["XEND_VFB_WEB_LISTEN"] = "127.0.0.1:0"
+        # `migrate` to another host goes through ssh's stand-in: no host answers
+        # unless a test names it (`XEND_VFB_TEST_HOSTS`, tests/fake_ssh.py).
+        self.env["XEND_VFB_SSH"] = f"{sys.executable} {FAKE_SSH}"
         self.daemonPids: set[int] = set()
 
     # -- the CLI ------------------------------------------------------------

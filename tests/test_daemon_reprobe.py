@@ -19,11 +19,16 @@ from xend_vfb import sxp
 from xend_vfb.daemon import guests as guestsModule
 from xend_vfb.daemon.guests import RUNNING, Guests
 from xend_vfb.domain import Domain
+from xend_vfb.host import DomainInfo
 from xend_vfb.model import DomainConfig
 
 CONFIG = "name = 'guest'\nmemory = 64\nvfb = [ 'vnc=1,vncunused=1' ]\n"
 UUID = "5b1d8e42-8c57-4d2a-9f0e-3c1d2b4a6e70"
 DEVICES = {"vfb/0", "vkbd/0"}
+
+
+class Killed(Exception):
+    """The daemon's death at a crash point."""
 
 
 class StaleKernel:
@@ -130,3 +135,33 @@ def test_devices_that_resumed_are_left_alone(xs, guest):
     yield guests._reprobe(record, DOMID)
     assert kernel.dropped == set()
     assert kernel.probed == set()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_daemon_killed_while_the_devices_are_removed_writes_them_again(xs, guest,
+                                                                         monkeypatch):
+    guests, record = guest
+    kernel = StaleKernel(xs, DEVICES)
+    yield kernel.start()
+
+    def killed(name: str) -> None:
+        if name == "reprobe:removed":
+            raise Killed()  # the daemon dies here, the areas removed
+
+    monkeypatch.setattr(guestsModule, "crashPoint", killed)
+    with pytest.raises(Killed):
+        yield guests._reprobe(record, DOMID)
+    assert not (yield xs.exists(f"{FE}/vfb/0"))
+    assert kernel.dropped == DEVICES
+
+    # The next daemon, following the guest: the devices come back and are probed.
+    monkeypatch.undo()
+    nextDaemon = Guests(guests.daemon)
+    record = yield nextDaemon._read(UUID)
+    assert record["pending"] == {"op": "reprobe", "domid": DOMID}
+    yield nextDaemon._follow(record, {DOMID: DomainInfo(DOMID, NAME, UUID)})
+    yield nextDaemon.reprobes.get(DOMID)
+    assert kernel.probed == DEVICES
+    for device in DEVICES:
+        assert (yield xs.read(f"{FE}/{device}/state")) == "3"
+    assert (yield nextDaemon._read(UUID))["pending"] is None

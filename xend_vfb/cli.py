@@ -307,6 +307,39 @@ def _migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _migrateReceive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The destination's side of `migrate`, run there by the source's daemon over ssh."""
+    if args.step in ("arrived", "cancel") and not args.uuid:
+        raise _UsageError(f"migrate-receive {args.step}: the guest's UUID is missing")
+    if args.step == "record":
+        try:
+            record = json.loads(sys.stdin.buffer.read())
+        except ValueError as e:
+            raise DaemonError(f"not the record of a migrating guest: {e}") from None
+        _call({"op": "receive_guest", "record": record})
+    elif args.step == "image":
+        _receiveImage(out)
+    elif args.step == "arrived":
+        out.write(f"{_call({'op': 'guest_arrived', 'uuid': args.uuid})['domid']}\n")
+    else:
+        _call({"op": "cancel_guest", "uuid": args.uuid})
+    return 0
+
+
+def _receiveImage(out: TextIO) -> None:
+    """Emulated mode: the saved guest on standard input becomes a domain here."""
+    import shutil
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="migrating-", dir=_runDir())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        out.write(f"{_call({'op': 'receive_image', 'file': path})['domid']}\n")
+    finally:
+        os.unlink(path)
+
+
 def _daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         pid = _call({"op": "ping"}, timeout=5)["pid"]
@@ -451,6 +484,14 @@ def _addLifecycleCommands(commands: _Commands) -> None:
                  _arg("file", metavar="FILE"))
     commands.add("migrate", "move a running guest to another host", _migrate,
                  DOMAIN, _arg("host", metavar="HOST", help="destination (localhost: this host)"))
+    commands.add("migrate-receive", "the destination's side of migrate (run there over "
+                 "$XEND_VFB_SSH by the source's daemon)", _migrateReceive,
+                 _arg("step", choices=("record", "image", "arrived", "cancel"),
+                      help="record: keep the guest's record (standard input) until it "
+                           "arrives; image: restore the saved guest on standard input "
+                           "(emulated mode); arrived: give the arrived guest its display "
+                           "and let it run; cancel: forget a guest that did not arrive"),
+                 _arg("uuid", metavar="UUID", nargs="?", help="the guest (arrived, cancel)"))
 
 
 def _addDeviceCommands(commands: _Commands, name: str) -> None:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 
 __all__ = ["DEFAULT_RUN_DIR", "DEFAULT_VNC_CERT_DIR", "runDir", "vncCertDir", "hotplugDir",
-           "buildDir"]
+           "buildDir", "sshCommand"]
 
 #: Control socket, logs, backend records and, in emulated mode, xenstored and the
 #: guests' memory.  The daemon and the CLI must agree on it.
@@ -31,6 +31,12 @@ def runDir(environ: Mapping[str, str] = os.environ) -> str:
 def vncCertDir(environ: Mapping[str, str] = os.environ) -> str:
     """`XEND_VFB_VNC_X509_CERT_DIR`, or `DEFAULT_VNC_CERT_DIR`."""
     return environ.get("XEND_VFB_VNC_X509_CERT_DIR") or DEFAULT_VNC_CERT_DIR
+
+
+def sshCommand(environ: Mapping[str, str] = os.environ) -> str:
+    """How `migrate` reaches another host: `XEND_VFB_SSH` (a shell command, given
+    HOST and the command to run there, as xl's `migrate -s`), or `ssh`."""
+    return environ.get("XEND_VFB_SSH") or "ssh"
 
 
 def hotplugDir(environ: Mapping[str, str] = os.environ) -> str:

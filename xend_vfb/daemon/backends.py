@@ -188,10 +188,11 @@ class Backends(Service):
         return True
 
     @inlineCallbacks
-    def follow(self, domain: Domain, old: int):
+    def follow(self, domain: Domain, old: int | None):
         """Make the backend that held domain `old`'s displays serve `domain` (the guest's
-        new domain), so its viewers stay; without it, start one as usual."""
-        if self.find(old) is not None and self.find(domain.domid) is None:
+        new domain), so its viewers stay; without it (or an `old`: a guest migrated
+        from another host), start one as usual."""
+        if old is not None and self.find(old) is not None and self.find(domain.domid) is None:
             try:
                 yield jsonline.request(self.reactor, controlSocketPath(self.runDir, old),
                                        {"op": "follow", "domid": domain.domid})

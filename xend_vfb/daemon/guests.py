@@ -16,6 +16,10 @@ them when it probes, as on first boot.  A domain of a known guest that
 appears from elsewhere (`xl restore`, `xl migrate`) is given the guest's
 devices as soon as it is seen.
 
+A guest migrating to another host sends its record ahead (`migrate-receive
+record`, over ssh): the daemon there keeps it as `incoming` until the domain
+arrives, then gives it its devices and lets it run (`migrate-receive arrived`).
+
 Every change goes through one lock, and a re-make is journalled in the
 record (`pending`), so a daemon killed at any point finishes it on restart.
 Longer than most modules on purpose: each way a domain is re-made (reboot,
@@ -39,16 +43,18 @@ from twisted.logger import Logger
 from xend_vfb import sxp
 from xend_vfb.daemon.crash import crashPoint
 from xend_vfb.domain import Domain
-from xend_vfb.errors import DaemonError
-from xend_vfb.host import ShutdownReason
+from xend_vfb.errors import DaemonError, XendVfbError
+from xend_vfb.host import ShutdownReason, isLocalHost
+from xend_vfb.host.remote import RemoteHost
 from xend_vfb.model import DomainConfig
+from xend_vfb.settings import sshCommand
 from xend_vfb.xenbus import XenbusState
 from xend_vfb.xenstore.paths import PRIVATE_ROOT
 
 if TYPE_CHECKING:
     from xend_vfb.daemon.service import XendVfbDaemon
 
-__all__ = ["Guests", "GUEST_ROOT", "RUNNING", "AWAY", "PRESERVED"]
+__all__ = ["Guests", "GUEST_ROOT", "RUNNING", "AWAY", "PRESERVED", "INCOMING"]
 
 log = Logger()
 
@@ -56,9 +62,10 @@ log = Logger()
 GUEST_ROOT = f"{PRIVATE_ROOT}/guest"
 
 #: A guest's record's `state`: its domain runs (or is paused); it is saved or being
-#: moved, its next domain to come from a restore or a migration; or its domain is
-#: kept shut down for inspection (`preserve`).
-RUNNING, AWAY, PRESERVED = "running", "away", "preserved"
+#: moved, its next domain to come from a restore or a migration; its domain is kept
+#: shut down for inspection (`preserve`); or it is migrating here from another host
+#: and has no domain here yet (its record has no `domid`).
+RUNNING, AWAY, PRESERVED, INCOMING = "running", "away", "preserved", "incoming"
 
 #: Re-probing the devices of a guest that ran before they were written (plain `xl
 #: restore`): how long its frontends may stay Initialising first (seconds: a guest
@@ -84,8 +91,10 @@ class Guests(Service):
     def __init__(self, daemon: XendVfbDaemon) -> None:
         self.daemon = daemon
         self.lock = DeferredLock()
-        self._again = False
+        self._reconciling = self._queued = self._again = False
         self._waiters: dict[str, list[Deferred]] = {}
+        #: The re-probes running, by domid (see `_reprobe`).
+        self.reprobes: dict[int, Deferred[None]] = {}
 
     @property
     def xs(self) -> Any:
@@ -119,9 +128,10 @@ class Guests(Service):
             return values
 
         record = dict((yield self.xs.transaction(read)), uuid=uuid)
-        if not record.get("config") or not record.get("domid"):
+        if not record.get("config") or not (record.get("domid")
+                                            or record.get("state") == INCOMING):
             return None
-        record["domid"] = int(record["domid"])
+        record["domid"] = int(record["domid"]) if record.get("domid") else None
         record["devices"] = json.loads(record.get("devices") or "[]")
         record["pending"] = json.loads(record["pending"]) if record.get("pending") else None
         record["config"] = DomainConfig.fromSXP(sxp.parse(record["config"]), "<record>")
@@ -207,7 +217,8 @@ class Guests(Service):
     @inlineCallbacks
     def states(self):
         """{domid: state} of the domains of our guests."""
-        return {r["domid"]: r["state"] for r in (yield self._records())}
+        return {r["domid"]: r["state"] for r in (yield self._records())
+                if r["domid"] is not None}
 
     # -- waiting for a guest ------------------------------------------------------
 
@@ -224,19 +235,22 @@ class Guests(Service):
     # -- following the domains -----------------------------------------------------
 
     def changed(self) -> None:
-        """The host says a domain appeared, stopped or went: reconcile (once more if a
-        reconcile is running: it may have looked before this change)."""
-        if self.lock.locked:
+        """The host says a domain appeared, stopped or went: reconcile once the lock is
+        free (once more if a reconcile is running: it may have looked before this
+        change; one reconcile waiting for the lock is enough)."""
+        if self._reconciling:
             self._again = True
-            return
-        d = self.reconcile()
-        d.addErrback(lambda f: log.failure("following the guests' domains", f))
+        elif not self._queued:
+            self._queued = True
+            d = self.reconcile()
+            d.addErrback(lambda f: log.failure("following the guests' domains", f))
 
     @inlineCallbacks
     def reconcile(self):
         """Bring every guest in line with its domains (see the module's docstring), and
         clean up after managed domains that went."""
         yield self.lock.acquire()
+        self._queued, self._reconciling = False, True
         try:
             while True:
                 self._again = False
@@ -244,6 +258,7 @@ class Guests(Service):
                 if not self._again:
                     break
         finally:
+            self._reconciling = False
             self.lock.release()
 
     @inlineCallbacks
@@ -271,6 +286,15 @@ class Guests(Service):
     @inlineCallbacks
     def _follow(self, record: dict, domains: dict):
         uuid, domid = record["uuid"], record["domid"]
+        if record["state"] == INCOMING:
+            # Arrived while no daemon ran, or before `migrate-receive arrived`.
+            new = _arrival(uuid, domains)
+            if new is not None:
+                yield self._arrived(record, new)
+            return
+        if (record["pending"] and record["pending"]["op"] == "reprobe"
+                and record["pending"]["domid"] not in self.reprobes):
+            yield self._finishReprobe(record, domains)
         if record["pending"] and record["pending"]["op"] == "remake":
             log.info("guest {name}: finishing an interrupted re-make", name=record["name"])
             if "to" in record["pending"]:
@@ -302,9 +326,7 @@ class Guests(Service):
             yield self._adopt(record, new.domid, start=new.paused)
             if not new.paused:
                 # Plain `xl restore` (no -p) let it run before we wrote its devices.
-                d = self._reprobe(record, new.domid)
-                d.addErrback(lambda f: log.failure("guest {name}: re-probing its devices",
-                                                   f, name=record["name"]))
+                self._startReprobe(record, new.domid)
             return
         if record["state"] == AWAY:
             if (yield self.xs.exists(f"{PRIVATE_ROOT}/{domid}")):
@@ -370,6 +392,35 @@ class Guests(Service):
         yield self._update(record["uuid"], domid=str(domid), state=RUNNING)
         self._notify(record["uuid"])
 
+    def _startReprobe(self, record: dict, domid: int) -> None:
+        """Run `_reprobe` for `domid` in the background, unless one runs already."""
+        if domid in self.reprobes:
+            return
+        def ended(_: object) -> None:
+            del self.reprobes[domid]
+
+        d = self.reprobes[domid] = self._reprobe(record, domid)
+        d.addErrback(lambda f: log.failure("guest {name}: re-probing its devices", f,
+                                           name=record["name"]))
+        d.addBoth(ended)
+
+    @inlineCallbacks
+    def _finishReprobe(self, record: dict, domains: dict):
+        """A daemon was killed while a re-probe had the guest's frontend areas removed:
+        write the devices again (if the domain still runs) and watch them as the
+        re-probe would have."""
+        uuid, domid = record["uuid"], record["pending"]["domid"]
+        if domid == record["domid"] and domid in domains:
+            log.info("guest {name}: writing the devices an interrupted re-probe removed",
+                     name=record["name"])
+            domain = yield self.daemon.domain(domid)
+            yield domain.restoreDevices(record["devices"])
+            yield self.daemon.backends.ensure(domain)
+        yield self._update(uuid, pending=None)
+        record["pending"] = None
+        if domid == record["domid"] and domid in domains:
+            self._startReprobe(record, domid)
+
     @inlineCallbacks
     def _reprobe(self, record: dict, domid: int):
         """Make a domain that ran before its devices were written find them.
@@ -399,10 +450,13 @@ class Guests(Service):
             log.info("guest {name}: domain {domid} ran before its devices were written "
                      "and does not see them: removing them for {gap:g} s, then writing "
                      "them again", name=record["name"], domid=domid, gap=gap)
-            # The backend keeps the displays (and their viewers) meanwhile.
+            # The backend keeps the displays (and their viewers) meanwhile; the record
+            # says what a daemon killed before the devices are back must write.
             held = yield self.daemon.backends.hold(domid)
+            yield self._update(record["uuid"], pending={"op": "reprobe", "domid": domid})
             for path in fronts:
                 yield self.xs.rm(path)
+            crashPoint("reprobe:removed")
             yield deferLater(self.daemon.reactor, gap, lambda: None)
             yield self.lock.acquire()
             try:
@@ -410,6 +464,7 @@ class Guests(Service):
                     return
                 yield domain.restoreDevices(record["devices"])
                 yield self.daemon.backends.ensure(domain)
+                yield self._update(record["uuid"], pending=None)
             finally:
                 self.lock.release()
                 if held:
@@ -488,25 +543,62 @@ class Guests(Service):
 
     def migrate(self, domid: int, host: str) -> Deferred[int | None]:
         """Move the guest to `host`; fires with its new domid when that is this host
-        (it arrives paused and runs once its devices are written)."""
-        return self.lock.run(self._migrate, domid, host)
+        (it arrives paused and runs once its devices are written), None otherwise."""
+        if isLocalHost(host):
+            return self.lock.run(self._migrate, domid, host)
+        return self.lock.run(self._migrateAway, domid, host)
 
     @inlineCallbacks
     def _migrate(self, domid: int, host: str):
-        record, new = yield self._leave(domid, self.daemon.host.migrate, host)
-        if new is None:
-            if record is not None:
-                yield self._forget(record["uuid"])
-            return None
+        record, new = yield self._leave(domid, self.daemon.host.migrate, host, None)
         yield self._arrived(record, new)
         return new
 
     @inlineCallbacks
-    def _leave(self, domid: int, move: Any, *arguments: Any):
+    def _migrateAway(self, domid: int, host: str):
+        """Move the guest to another host: its record first, to the daemon there (which
+        keeps it until the domain arrives); then the domain (arriving paused); then the
+        daemon there gives it its devices and lets it run.  Its viewers here are
+        dropped, as xm and xl drop them."""
+        remote = RemoteHost(host, sshCommand(), self.daemon.reactor)
+        info = (yield self.daemon.host.domains()).get(domid)
+        if info is None:
+            raise DaemonError(f"cannot migrate domain {domid}: it does not exist")
+        record = yield self.recordOf(domid)
+        if record is not None:
+            devices = yield (yield self.daemon.domain(domid)).snapshot()
+            sent = {"uuid": record["uuid"], "name": record["name"], "devices": devices,
+                    "config": sxp.show(record["config"].toSXP())}
+            try:
+                yield remote.call("migrate-receive", "record",
+                                  stdin=json.dumps(sent).encode())
+            except DaemonError as e:
+                raise DaemonError(f"cannot migrate domain {domid} to {host}: {e}") from None
+        try:
+            yield self._leave(domid, self.daemon.host.migrate, host, remote, hold=False)
+        except DaemonError as e:
+            if record is not None:
+                cancelled = remote.call("migrate-receive", "cancel", info.uuid)
+                yield cancelled.addErrback(lambda f: log.warn(
+                    "{host} keeps the record of guest {name} that did not arrive: {e}",
+                    host=host, name=record["name"], e=f.value))
+            raise DaemonError(f"cannot migrate domain {domid} to {host}: {e}") from None
+        if record is not None:
+            yield self._forget(record["uuid"])
+        try:
+            yield remote.call("migrate-receive", "arrived", info.uuid)
+        except DaemonError as e:
+            raise DaemonError(f"domain {domid} moved to {host}, where it waits paused: "
+                              f"{e}") from None
+
+    @inlineCallbacks
+    def _leave(self, domid: int, move: Any, *arguments: Any, hold: bool = True):
         """Move the guest out of domain `domid` with `move(domid, *arguments)` (a save,
         a migration).  Its record says it is away first, so that a daemon killed
-        meanwhile keeps it; on failure the guest keeps running here.  Fires with the
-        record (None for a domain without one) and what `move` fired with."""
+        meanwhile keeps it; on failure the guest keeps running here.  With `hold`, the
+        backend keeps the displays (and their viewers) for the guest's next domain.
+        Fires with the record (None for a domain without one) and what `move` fired
+        with."""
         record = yield self.recordOf(domid)
         if record is not None:
             snapshot = yield (yield self.daemon.domain(domid)).snapshot()
@@ -514,7 +606,7 @@ class Guests(Service):
             record["devices"] = snapshot
         # Before the move: once the domain is gone its devices go, and with them their
         # displays unless the backend holds them.
-        held = record is not None and (yield self.daemon.backends.hold(domid))
+        held = hold and record is not None and (yield self.daemon.backends.hold(domid))
         crashPoint("leave:held")
         self.daemon.busy.add(domid)
         try:
@@ -544,7 +636,8 @@ class Guests(Service):
         if record is None:
             log.warn("domain {domid} restored from {path}: not a guest of ours, so no "
                      "display", domid=domid, path=path)
-        elif (yield self.xs.exists(f"{PRIVATE_ROOT}/{record['domid']}")):
+        elif record["domid"] is not None and (
+                yield self.xs.exists(f"{PRIVATE_ROOT}/{record['domid']}")):
             yield self.daemon.teardown(record["domid"], graceful=False)
         yield self._arrived(record, domid)
         return domid
@@ -564,3 +657,75 @@ class Guests(Service):
             raise
         finally:
             self.daemon.busy.discard(domid)
+
+    # -- a guest migrating here from another host ------------------------------------
+
+    @inlineCallbacks
+    def receive(self, sent: dict):
+        """Keep the record of a guest about to migrate here (`migrate-receive
+        record`) until its domain arrives; fires with its name.  One transaction, not
+        the lock: a migration to this very host under another name holds the lock
+        while it waits for this answer."""
+        try:
+            uuid, name, devices = sent["uuid"], sent["name"], sent["devices"]
+            config = DomainConfig.fromSXP(sxp.parse(sent["config"], "<migrating>"),
+                                          "<migrating>")
+            if not (isinstance(uuid, str) and uuid == config.uuid and name == config.name
+                    and isinstance(devices, list)
+                    and all(isinstance(row, dict) for row in devices)):
+                raise ValueError("its uuid, name or devices do not match its config")
+        except (KeyError, TypeError, ValueError, XendVfbError) as e:
+            raise DaemonError(f"not the record of a migrating guest: {e}") from None
+
+        @inlineCallbacks
+        def write(tx):
+            domid = yield tx.readOrNone(self._path(uuid, "domid"))
+            if domid is not None:
+                raise DaemonError(f"guest {name} ({uuid}) already has a domain here "
+                                  f"(domain {domid})")
+            values = {"name": name, "config": sxp.show(config.toSXP()), "state": INCOMING,
+                      "devices": json.dumps(devices, separators=(",", ":"))}
+            for key, value in values.items():
+                yield tx.write(self._path(uuid, key), value)
+
+        yield self.xs.transaction(write)
+        yield self.xs.setPerms(GUEST_ROOT, ["n0"])
+        log.info("guest {name} is migrating here", name=name)
+        return name
+
+    def arrived(self, uuid: str) -> Deferred[int]:
+        """The domain of guest `uuid` arrived paused (`migrate-receive arrived`): give
+        it its devices, if the guest is ours, and let it run; fires with its domid."""
+        return self.lock.run(self._arrivedHere, uuid)
+
+    @inlineCallbacks
+    def _arrivedHere(self, uuid: str):
+        record = yield self._read(uuid)
+        if record is not None and record["state"] != INCOMING:
+            return record["domid"]  # given its devices as soon as it was seen
+        domid = _arrival(uuid, (yield self.daemon.host.domains()))
+        if domid is None:
+            raise DaemonError(f"no domain of guest {uuid} has arrived")
+        yield self._arrived(record, domid)
+        return domid
+
+    def cancel(self, uuid: str) -> Deferred[None]:
+        """The migration of guest `uuid` failed: forget its record if it is still
+        waiting for its domain."""
+        return self.lock.run(self._cancel, uuid)
+
+    @inlineCallbacks
+    def _cancel(self, uuid: str):
+        record = yield self._read(uuid)
+        if record is not None and record["state"] == INCOMING:
+            yield self._forget(uuid)
+
+
+def _arrival(uuid: str, domains: dict) -> int | None:
+    """The domain of guest `uuid` that arrived and waits, paused, to be let run (xl
+    names it NAME--incoming until the whole stream is in)."""
+    for info in domains.values():
+        if (info.uuid == uuid and info.paused and info.shutdown is None
+                and not info.name.endswith("--incoming")):
+            return info.domid
+    return None

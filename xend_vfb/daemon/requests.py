@@ -170,6 +170,26 @@ class ControlRequests:
         new = yield self.daemon.guests.migrate(domid, request["host"])
         return {"domid": domid, "now": new}
 
+    # -- a guest migrating here (`migrate-receive`, run by the source over ssh) -----------
+
+    @inlineCallbacks
+    def op_receive_guest(self, request: dict):
+        return {"name": (yield self.daemon.guests.receive(request["record"]))}
+
+    @inlineCallbacks
+    def op_receive_image(self, request: dict):
+        # Emulated mode: the saved guest the source sent, restored here.
+        return {"domid": (yield self.daemon.guests.restore(request["file"]))}
+
+    @inlineCallbacks
+    def op_guest_arrived(self, request: dict):
+        return {"domid": (yield self.daemon.guests.arrived(request["uuid"]))}
+
+    @inlineCallbacks
+    def op_cancel_guest(self, request: dict):
+        yield self.daemon.guests.cancel(request["uuid"])
+        return {}
+
     # -- the daemon itself ---------------------------------------------------------------
 
     @inlineCallbacks

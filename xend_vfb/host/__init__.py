@@ -18,6 +18,7 @@ lets the daemon write a re-made domain's devices before it runs.
 from __future__ import annotations
 
 import enum
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,15 @@ from zope.interface import Interface
 
 from xend_vfb.model import DomainConfig
 
-__all__ = ["IHost", "DomainInfo", "ShutdownReason"]
+__all__ = ["IHost", "IRemoteHost", "DomainInfo", "ShutdownReason", "LOCAL_HOSTS", "isLocalHost"]
+
+#: Names under which a host means itself: `migrate` to one of them is local.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def isLocalHost(host: str) -> bool:
+    """Whether `migrate` to `host` means this host (a local migration)."""
+    return host in LOCAL_HOSTS or host in (socket.gethostname(), socket.getfqdn())
 
 
 class ShutdownReason(enum.IntEnum):
@@ -88,11 +97,25 @@ class IHost(Interface):
     def restore(path: str) -> Any:
         """Build a domain from a file `save` wrote, paused; fires with its domid."""
 
-    def migrate(domid: int, host: str) -> Any:
-        """Move the running domain to `host`, where it arrives paused; fires with its
-        domid there when `host` is this host (a local migration), None otherwise.
-        On failure the domain keeps running here."""
+    def migrate(domid: int, host: str, remote: IRemoteHost | None) -> Any:
+        """Move the running domain to `host`, where it arrives paused.  A local
+        migration (`remote` None) fires with the new domid; to another host (reached
+        through `remote`) it fires with None once the domain is there.  On failure
+        the domain keeps running here (or, in emulated mode, is built here again,
+        paused, from what was sent)."""
 
     def recover(domid: int) -> bool:
         """After a daemon restart: find the domain's host-side pieces again (the
         simulated guest's process); whether the domain is alive."""
+
+
+class IRemoteHost(Interface):
+    """Another host's xend-vfb, reached by a command (`ssh HOST ...`)."""
+
+    host: str
+    #: The command that reaches it, as xl's `migrate -s` takes it (`ssh`).
+    sshCommand: str
+
+    def call(*arguments: str, stdin: bytes = b"", stdinPath: str | None = None) -> Any:
+        """Run `xend-vfb ARGUMENTS` there; fires with its output, or fails with a
+        `DaemonError` carrying its error line."""

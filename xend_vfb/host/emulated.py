@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -33,7 +32,7 @@ from xend_vfb.guestmem.emulated import (
     destroyGuestMemory,
     guestDir,
 )
-from xend_vfb.host import DomainInfo, IHost, ShutdownReason
+from xend_vfb.host import DomainInfo, IHost, IRemoteHost, ShutdownReason
 from xend_vfb.model import DomainConfig
 from xend_vfb.supervisor import ProcessSupervisor, programCommand, readRecord
 from xend_vfb.xenstore.embedded import EmbeddedXenstored
@@ -229,25 +228,28 @@ class EmulatedHost:
         return domid
 
     @inlineCallbacks
-    def migrate(self, domid: int, host: str):
-        if host not in LOCAL_HOSTS and host != socket.gethostname():
-            raise DaemonError(f"cannot migrate domain {domid} to {host}: an emulated host "
-                              "migrates only to itself (localhost)")
-        # A local migration is a save and a restore through a file of the host's.
+    def migrate(self, domid: int, host: str, remote: IRemoteHost | None):
+        # A migration is a save here and a restore there, through a file of the host's
+        # (to another host: sent to its `xend-vfb migrate-receive image`).
         path = os.path.join(self.runDir, "guests", f"migrating-{domid}")
         yield self.save(domid, path)
         try:
-            return (yield self.restore(path))
+            if remote is None:
+                return (yield self.restore(path))
+            try:
+                yield remote.call("migrate-receive", "image", stdinPath=path)
+            except BaseException:
+                # What xl does when the other side fails: the guest stays here (built
+                # again, paused: the daemon gives it its devices and lets it run).
+                yield self.restore(path)
+                raise
+            return None
         finally:
             os.unlink(path)
 
     def recover(self, domid: int) -> bool:
         record, _ = self._paths(domid)
         return self.supervisor.find(guestKey(domid), record) is not None
-
-
-#: Names under which a host means itself.
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def _writeSave(out: BinaryIO, header: dict, memory: Path) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,17 +31,15 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from xend_vfb.errors import DaemonError
-from xend_vfb.host import DomainInfo, IHost, ShutdownReason
+from xend_vfb.host import DomainInfo, IHost, IRemoteHost, ShutdownReason
 from xend_vfb.model import DomainConfig
 from xend_vfb.xenstore.interfaces import IXenstore
 from xend_vfb.xenstore.paths import domainPath
 
-__all__ = ["XenHost", "xlConfig", "parseXlList", "readXlSaveHeader", "LOCAL_HOSTS"]
+__all__ = ["XenHost", "xlConfig", "parseXlList", "readXlSaveHeader"]
 
 log = Logger()
 
-#: Names under which a host means itself: `migrate` to one of them is local.
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 #: What every domain xend-vfb builds does when it stops: stay, for the daemon to act on.
 XL_ACTIONS = ("on_poweroff", "on_reboot", "on_crash")
@@ -164,11 +161,6 @@ def readXlSaveHeader(path: str) -> tuple[str, str | None]:
                           "is damaged") from None
 
 
-def isLocalHost(host: str) -> bool:
-    """Whether `migrate` to `host` means this host (a local migration)."""
-    return host in LOCAL_HOSTS or host in (socket.gethostname(), socket.getfqdn())
-
-
 @implementer(IHost)
 class XenHost:
     """A real Xen host: `xl` builds and tears down domains, the hypervisor runs them.
@@ -275,12 +267,13 @@ class XenHost:
         return (yield self._domid(name))
 
     @inlineCallbacks
-    def migrate(self, domid: int, host: str):
+    def migrate(self, domid: int, host: str, remote: IRemoteHost | None):
         name = yield self.xs.readOrNone(f"{domainPath(domid)}/name")
         if name is None:
             raise DaemonError(f"cannot migrate domain {domid}: it does not exist")
-        if not isLocalHost(host):
-            yield self._xl("migrate", "-p", str(domid), host)
+        if remote is not None:
+            # xl runs `SSH HOST xl migrate-receive -p` and streams the domain to it.
+            yield self._xl("migrate", "-s", remote.sshCommand, "-p", str(domid), host)
             return None
         # An empty ssh command makes xl run the "host" as the receiving command itself:
         # no sshd needed.  The new domain is NAME--incoming while the stream arrives (the
