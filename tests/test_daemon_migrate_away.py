@@ -127,3 +127,19 @@ def test_a_destination_that_breaks_mid_way_leaves_the_guest_at_the_source(hosts,
     assert display(origin, "life") == before
     assertNothingLeftOf(origin, domid)
     assert guestRecords(peer) == [] and domainOf(peer, "life") is None
+
+
+def test_a_source_daemon_killed_after_the_move_finishes_it_when_restarted(hosts, tmp_path):
+    origin, peer = hosts
+    origin.start("leave:moved")
+    peer.start()
+    pid = origin.daemonPid()
+    domid = createGuest(origin, tmp_path)
+    before = display(origin, "life")
+    origin.cli("migrate", "life", "peer", check=False)
+    origin.waitDaemonGone(pid)
+    origin.start()
+    waitUntil(lambda: guestRecords(origin) == [], "the origin to forget the guest")
+    assertNothingLeftOf(origin, domid)
+    arrivedAt(peer, "life")
+    assert display(peer, "life") == before

@@ -295,6 +295,9 @@ class Guests(Service):
         if (record["pending"] and record["pending"]["op"] == "reprobe"
                 and record["pending"]["domid"] not in self.reprobes):
             yield self._finishReprobe(record, domains)
+        if record["pending"] and record["pending"]["op"] == "migrate":
+            yield self._finishMigration(record, domains)
+            return
         if record["pending"] and record["pending"]["op"] == "remake":
             log.info("guest {name}: finishing an interrupted re-make", name=record["name"])
             if "to" in record["pending"]:
@@ -574,10 +577,13 @@ class Guests(Service):
                                   stdin=json.dumps(sent).encode())
             except DaemonError as e:
                 raise DaemonError(f"cannot migrate domain {domid} to {host}: {e}") from None
+        if record is not None:
+            yield self._update(record["uuid"], pending={"op": "migrate", "host": host})
         try:
             yield self._leave(domid, self.daemon.host.migrate, host, remote, hold=False)
         except DaemonError as e:
             if record is not None:
+                yield self._update(record["uuid"], pending=None)
                 cancelled = remote.call("migrate-receive", "cancel", info.uuid)
                 yield cancelled.addErrback(lambda f: log.warn(
                     "{host} keeps the record of guest {name} that did not arrive: {e}",
@@ -590,6 +596,28 @@ class Guests(Service):
         except DaemonError as e:
             raise DaemonError(f"domain {domid} moved to {host}, where it waits paused: "
                               f"{e}") from None
+
+    @inlineCallbacks
+    def _finishMigration(self, record: dict, domains: dict):
+        """A daemon was killed while the guest migrated to another host: if its domain
+        is still here the migration did not happen; if it is gone, the guest is at
+        the destination, paused, waiting for what `_migrateAway` did not finish."""
+        uuid, host = record["uuid"], record["pending"]["host"]
+        info = domains.get(record["domid"])
+        if info is not None and info.uuid == uuid:
+            if info.shutdown is None:
+                yield self._update(uuid, pending=None, state=RUNNING)
+            return  # suspended: the move may still be under way; looked at again later
+        log.info("guest {name}: finishing its migration to {host}", name=record["name"],
+                 host=host)
+        yield self.daemon.teardown(record["domid"], graceful=False)
+        yield self._forget(uuid)
+        remote = RemoteHost(host, sshCommand(), self.daemon.reactor)
+        try:
+            yield remote.call("migrate-receive", "arrived", uuid)
+        except DaemonError as e:
+            log.error("guest {name} moved to {host}, where it waits paused: {e}",
+                      name=record["name"], host=host, e=e)
 
     @inlineCallbacks
     def _leave(self, domid: int, move: Any, *arguments: Any, hold: bool = True):
