@@ -39,6 +39,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xend_vfb import sxp
 from xend_vfb.daemon.crash import crashPoint
@@ -487,19 +488,29 @@ class Guests(Service):
         """Whether every frontend in `paths` leaves Initialising (the state the
         toolstack writes) within `timeout` seconds."""
         moved: Deferred[bool] = Deferred()
+        initialising = str(int(XenbusState.Initialising))
+
+        def judge(states: list[str | None]) -> None:
+            if not moved.called and all(s not in (None, initialising) for s in states):
+                moved.callback(True)
+
+        def failed(failure: Failure) -> None:
+            if not moved.called:
+                moved.errback(failure)
 
         def check(_: str = "") -> None:
             d = defer.gatherResults([self.xs.readOrNone(f"{p}/state") for p in paths])
-            d.addCallback(lambda states: not moved.called and all(
-                s not in (None, str(int(XenbusState.Initialising))) for s in states)
-                and moved.callback(True))
-            d.addErrback(lambda f: moved.called or moved.errback(f))
+            d.addCallback(judge)
+            d.addErrback(failed)
+
+        def expired() -> None:
+            if not moved.called:
+                moved.callback(False)
 
         watches = []
         for path in paths:
             watches.append((yield self.xs.watch(path, check)))
-        timer = self.daemon.reactor.callLater(timeout, lambda: moved.called or
-                                              moved.callback(False))
+        timer = self.daemon.reactor.callLater(timeout, expired)
         check()
         try:
             return (yield moved)
