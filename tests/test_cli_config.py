@@ -151,7 +151,8 @@ def test_config_is_checked_before_the_daemon(capsys, tmp_path, monkeypatch):
             ["frobnicate"],
             "argument COMMAND: invalid choice: 'frobnicate' (choose from 'daemon', 'create', "
             "'destroy', 'list', 'screenshot', 'console-url', 'stop', 'reboot', 'shutdown', "
-            "'save', 'restore', 'migrate', 'vncviewer', 'vnc-passwd', 'vfb-attach', "
+            "'save', 'restore', 'migrate', 'migrate-receive', 'vncviewer', 'vnc-passwd', "
+            "'vfb-attach', "
             "'vfb-detach', 'vfb-list', 'vkbd-attach', 'vkbd-detach', 'vkbd-list') "
             "(see: xend-vfb --help)",
         ),

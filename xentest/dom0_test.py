@@ -1544,9 +1544,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peer", action="store_true",
                         help="after the key over VNC, measure this backend and QEMU's side by "
                              "side (frames/s, CPU per frame, idle CPU), then stop")
-    parser.add_argument("--plain-restore", action="store_true",
-                        help="also a plain xl save + xl restore (the daemon's re-probe): "
-                        "passed once, hung once; not yet in every run")
+    parser.add_argument("--no-plain-restore", dest="plain_restore", action="store_false",
+                        help="skip the plain xl save + xl restore (the daemon's re-probe: "
+                        "about a minute)")
     parser.add_argument("--no-attach", dest="attach", action="store_false")
     # OSSTest's guest-localmigrate/x10.  Measured on the 2-core machine under TCG with
     # the lean CLI: each migration 10-25 s to Connected, the whole harness 11.7 min with
