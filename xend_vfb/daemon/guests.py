@@ -68,6 +68,11 @@ GUEST_ROOT = f"{PRIVATE_ROOT}/guest"
 #: and has no domain here yet (its record has no `domid`).
 RUNNING, AWAY, PRESERVED, INCOMING = "running", "away", "preserved", "incoming"
 
+#: A record's `pending` while the daemon brings the guest's next domain in itself
+#: (`xend-vfb restore`, a local `migrate`: xl leaves it paused): a daemon killed
+#: meanwhile lets the next one start a paused domain it would otherwise leave paused.
+ARRIVING = {"op": "arrive"}
+
 #: Re-probing the devices of a guest that ran before they were written (plain `xl
 #: restore`): how long its frontends may stay Initialising first (seconds: a guest
 #: under TCG resumes slowly), how long its device areas stay removed the first time
@@ -309,7 +314,7 @@ class Guests(Service):
         if info is not None and info.uuid == uuid:
             if info.shutdown is None and record["state"] == AWAY:
                 # A save or migration that a daemon killed before it began.
-                yield self._update(uuid, state=RUNNING)
+                yield self._update(uuid, state=RUNNING, pending=None)
             if info.shutdown is None or record["state"] == PRESERVED:
                 return
             if info.shutdown == ShutdownReason.suspend:
@@ -327,8 +332,16 @@ class Guests(Service):
             log.info("guest {name}: now domain {new} (was {old})", name=record["name"],
                      new=new.domid, old=domid)
             yield self.daemon.teardown(domid, graceful=False)
-            yield self._adopt(record, new.domid, start=new.paused)
-            if not new.paused:
+            if new.paused and _arriving(record):
+                yield self._arrived(record, new.domid)
+            elif new.paused:
+                # Never unpaused here: xl may still be restoring it (plain `xl restore`
+                # unpauses once done, and the guest resumes with its devices there).
+                yield self._adopt(record, new.domid)
+                log.info("guest {name}: domain {domid} is paused; its devices are "
+                         "written for when it runs", name=record["name"], domid=new.domid)
+            else:
+                yield self._adopt(record, new.domid)
                 # Plain `xl restore` (no -p) let it run before we wrote its devices.
                 self._startReprobe(record, new.domid)
             return
@@ -564,7 +577,15 @@ class Guests(Service):
 
     @inlineCallbacks
     def _migrate(self, domid: int, host: str):
-        record, new = yield self._leave(domid, self.daemon.host.migrate, host, None)
+        record = yield self.recordOf(domid)
+        if record is not None:
+            yield self._update(record["uuid"], pending=ARRIVING)
+        try:
+            record, new = yield self._leave(domid, self.daemon.host.migrate, host, None)
+        except BaseException:
+            if record is not None:
+                yield self._update(record["uuid"], pending=None)
+            raise
         yield self._arrived(record, new)
         return new
 
@@ -594,7 +615,9 @@ class Guests(Service):
             yield self._leave(domid, self.daemon.host.migrate, host, remote, hold=False)
         except DaemonError as e:
             if record is not None:
-                yield self._update(record["uuid"], pending=None)
+                # Still here, or (emulated mode) built here again, paused, from what
+                # was sent: the daemon lets that domain run.
+                yield self._update(record["uuid"], pending=ARRIVING)
                 cancelled = remote.call("migrate-receive", "cancel", info.uuid)
                 yield cancelled.addErrback(lambda f: log.warn(
                     "{host} keeps the record of guest {name} that did not arrive: {e}",
@@ -669,7 +692,16 @@ class Guests(Service):
 
     @inlineCallbacks
     def _restore(self, path: str):
-        domid = yield self.daemon.host.restore(path)
+        _, uuid = yield self.daemon.host.savedGuest(path)
+        known = (yield self._read(uuid)) if uuid else None
+        if known is not None:
+            yield self._update(uuid, pending=ARRIVING)
+        try:
+            domid = yield self.daemon.host.restore(path)
+        except BaseException:
+            if known is not None:
+                yield self._update(uuid, pending=None)
+            raise
         info = (yield self.daemon.host.domains()).get(domid)
         record = (yield self._read(info.uuid)) if info is not None else None
         if record is None:
@@ -689,6 +721,8 @@ class Guests(Service):
         try:
             if record is not None:
                 yield self._adopt(record, domid, start=True)
+                if _arriving(record):
+                    yield self._update(record["uuid"], pending=None)
             else:
                 yield self.daemon.host.startDomain(domid)
         except BaseException:
@@ -758,6 +792,11 @@ class Guests(Service):
         record = yield self._read(uuid)
         if record is not None and record["state"] == INCOMING:
             yield self._forget(uuid)
+
+
+def _arriving(record: dict) -> bool:
+    """Whether the daemon itself was bringing in the guest's next domain."""
+    return record["pending"] == ARRIVING
 
 
 def _arrival(uuid: str, domains: dict) -> int | None:

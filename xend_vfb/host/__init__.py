@@ -94,6 +94,10 @@ class IHost(Interface):
         """Write the running domain to `path` and destroy it; on failure the domain
         keeps running and the Deferred fails with a `DaemonError`."""
 
+    def savedGuest(path: str) -> Any:
+        """Fire with (name, uuid) of the guest a file `save` wrote (uuid None if the
+        file does not say); fail with a `DaemonError` if it is not one."""
+
     def restore(path: str) -> Any:
         """Build a domain from a file `save` wrote, paused; fires with its domid."""
 

@@ -216,6 +216,11 @@ class EmulatedHost:
         yield self.destroyDomain(domid)
 
     @inlineCallbacks
+    def savedGuest(self, path: str):
+        header = yield deferToThread(_readSaveHeader, path)
+        return header["name"], header["uuid"]
+
+    @inlineCallbacks
     def restore(self, path: str):
         header = yield deferToThread(_readSaveHeader, path)
         domid = yield self._buildDomain(header["name"], header["uuid"])

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -259,6 +259,9 @@ class XenHost:
             except OSError:
                 pass
             raise
+
+    def savedGuest(self, path: str) -> Deferred[tuple[str, str | None]]:
+        return succeed(readXlSaveHeader(path))
 
     @inlineCallbacks
     def restore(self, path: str):
