@@ -12,7 +12,7 @@ daemon's re-probe removes the frontend areas, waits, and writes the devices afre
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, succeed
 
 from tests.helpers_toolstack import DOMID, FE, NAME
 from xend_vfb import sxp
@@ -80,9 +80,21 @@ class Backends:
         return None
 
 
+class Host:
+    """The guest's domain: paused for the first `pausedLooks` looks at it, then running."""
+
+    def __init__(self) -> None:
+        self.pausedLooks = self.looked = 0
+
+    def domains(self):
+        self.looked += 1
+        paused = self.looked <= self.pausedLooks
+        return succeed({DOMID: DomainInfo(DOMID, NAME, UUID, paused=paused)})
+
+
 class Daemon:
     def __init__(self, xs) -> None:
-        self.xs, self.reactor, self.backends = xs, reactor, Backends()
+        self.xs, self.reactor, self.backends, self.host = xs, reactor, Backends(), Host()
 
     def domain(self, domid: int) -> Domain:
         return Domain(self.xs, domid, NAME, reactor)
@@ -165,3 +177,18 @@ def test_a_daemon_killed_while_the_devices_are_removed_writes_them_again(xs, gue
     for device in DEVICES:
         assert (yield xs.read(f"{FE}/{device}/state")) == "3"
     assert (yield nextDaemon._read(UUID))["pending"] is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_paused_domain_is_left_alone_until_it_runs(xs, guest):
+    # Plain `xl restore` seen before it unpaused the domain: nothing to probe yet.
+    guests, record = guest
+    kernel = StaleKernel(xs, DEVICES)
+    yield kernel.start()
+    host = guests.daemon.host
+    host.pausedLooks = 1
+    yield guests._reprobe(record, DOMID)
+    # One look found it paused and left it; the next found it running, and re-probed
+    # (had it re-probed while paused, the kernel's probe would have ended it there).
+    assert host.looked == 2
+    assert kernel.dropped == DEVICES and kernel.probed == DEVICES

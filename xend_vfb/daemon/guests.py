@@ -334,16 +334,12 @@ class Guests(Service):
             yield self.daemon.teardown(domid, graceful=False)
             if new.paused and _arriving(record):
                 yield self._arrived(record, new.domid)
-            elif new.paused:
-                # Never unpaused here: xl may still be restoring it (plain `xl restore`
-                # unpauses once done, and the guest resumes with its devices there).
-                yield self._adopt(record, new.domid)
-                log.info("guest {name}: domain {domid} is paused; its devices are "
-                         "written for when it runs", name=record["name"], domid=new.domid)
-            else:
-                yield self._adopt(record, new.domid)
-                # Plain `xl restore` (no -p) let it run before we wrote its devices.
-                self._startReprobe(record, new.domid)
+                return
+            # Plain `xl restore` or `xl migrate`: never unpaused here (xl may still be
+            # restoring it, and unpauses it once done), and it may have run, or may
+            # start running while its devices are written, before they were there.
+            yield self._adopt(record, new.domid)
+            self._startReprobe(record, new.domid)
             return
         if record["state"] == AWAY:
             if (yield self.xs.exists(f"{PRIVATE_ROOT}/{domid}")):
@@ -455,8 +451,8 @@ class Guests(Service):
                   for row in record["devices"]]
         if not fronts:
             return
-        gap = REPROBE_GAP
-        for attempt in range(REPROBE_ATTEMPTS):
+        gap, attempt = REPROBE_GAP, 0
+        while attempt < REPROBE_ATTEMPTS:
             if (yield self._frontendsMoved(fronts, REPROBE_WAIT)):
                 if attempt:
                     log.info("guest {name}: domain {domid} found its devices again",
@@ -464,6 +460,12 @@ class Guests(Service):
                 return
             if domid != (yield self._currentDomid(record["uuid"])):
                 return  # gone, or re-made since
+            info = (yield self.daemon.host.domains()).get(domid)
+            if info is None or info.shutdown is not None:
+                return
+            if info.paused:
+                continue  # nothing probes its devices until it runs
+            attempt += 1
             log.info("guest {name}: domain {domid} ran before its devices were written "
                      "and does not see them: removing them for {gap:g} s, then writing "
                      "them again", name=record["name"], domid=domid, gap=gap)
