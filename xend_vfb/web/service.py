@@ -100,7 +100,7 @@ class WebConsole(Service):
         return f"{self.origin}/console#{self.tokens.issue(grant)}"
 
     def _root(self) -> resource.Resource:
-        root = resource.Resource()
+        root = _Root()
         page = _ConsolePage()
         root.putChild(b"", page)
         root.putChild(b"console", page)
@@ -151,8 +151,18 @@ class _ConsolePage(resource.Resource):
         return self.body
 
 
+class _Root(resource.Resource):
+    """The console's top: its children, and Not Found for anything else (through
+    `pages`, which escapes what it shows, not Twisted's deprecated NoResource)."""
+
+    def getChild(self, path: bytes, request: Any) -> resource.Resource:
+        return pages.notFound()
+
+
 class _Files(static.File):
-    """Files as they are, without directory listings."""
+    """Files as they are, without directory listings; Not Found as `_Root` says it."""
+
+    childNotFound = pages.notFound()
 
     def directoryListing(self) -> resource.Resource:
         return pages.notFound()
