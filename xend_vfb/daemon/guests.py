@@ -617,9 +617,10 @@ class Guests(Service):
             yield self._leave(domid, self.daemon.host.migrate, host, remote, hold=False)
         except DaemonError as e:
             if record is not None:
-                # Still here, or (emulated mode) built here again, paused, from what
-                # was sent: the daemon lets that domain run.
-                yield self._update(record["uuid"], pending=ARRIVING)
+                # Still here (xl resumed it), or, in emulated mode, built here again,
+                # paused, from what was sent: the daemon lets that domain run.
+                stayed = domid in (yield self.daemon.host.domains())
+                yield self._update(record["uuid"], pending=None if stayed else ARRIVING)
                 cancelled = remote.call("migrate-receive", "cancel", info.uuid)
                 yield cancelled.addErrback(lambda f: log.warn(
                     "{host} keeps the record of guest {name} that did not arrive: {e}",
