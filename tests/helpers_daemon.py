@@ -64,17 +64,17 @@ class DaemonRun:
     # -- the CLI ------------------------------------------------------------
 
     def cli(self, *args: str, check: bool = True, env: dict | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+            timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([XEND_VFB, *args], env=env or self.env, capture_output=True,
-                                text=True, timeout=timeout)
+                                text=True, timeout=timeout, input=stdin)
         if check and result.returncode != 0:
             raise AssertionError(f"xend-vfb {' '.join(args)} failed ({result.returncode}): "
                                  f"{result.stderr.strip()}")
         return result
 
-    def fails(self, *args: str) -> str:
+    def fails(self, *args: str, stdin: str | None = None) -> str:
         """Run a command that must fail; its one `Error:` line."""
-        result = self.cli(*args, check=False)
+        result = self.cli(*args, check=False, stdin=stdin)
         assert result.returncode != 0, f"xend-vfb {' '.join(args)} succeeded: {result.stdout}"
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr

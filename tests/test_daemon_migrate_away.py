@@ -143,3 +143,39 @@ def test_a_source_daemon_killed_after_the_move_finishes_it_when_restarted(hosts,
     assertNothingLeftOf(origin, domid)
     arrivedAt(peer, "life")
     assert display(peer, "life") == before
+
+
+CONFIG = ('(vm (name life) (uuid 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0) (memory 32) '
+          '(device (vkbd)) (device (vfb (vnc 1))))')
+
+
+@pytest.mark.parametrize(("sent", "why"), [
+    ("not json", "Expecting value: line 1 column 1 (char 0)"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"uuid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"}', "no name, config, devices"),
+    (json.dumps({"uuid": "../../local/domain/0", "name": "life", "config": CONFIG,
+                 "devices": []}),
+     "uuid '../../local/domain/0' and name 'life' are not its config's "
+     "('0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', 'life')"),
+    (json.dumps({"uuid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "name": "life",
+                 "config": CONFIG.replace("(memory 32)", "(memory lots)"), "devices": []}),
+     None),
+    (json.dumps({"uuid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "name": "life",
+                 "config": CONFIG, "devices": "all"}), "devices is not a list of objects"),
+])
+def test_a_record_that_is_not_one_is_refused_and_nothing_written(run, sent, why):
+    run.start()
+    tree = run.xenstore()
+    error = run.fails("migrate-receive", "record", stdin=sent)
+    assert error.startswith("Error: not the record of a migrating guest: ")
+    if why is not None:
+        assert error == f"Error: not the record of a migrating guest: {why}"
+    else:  # the config's own error names the key and the value
+        assert "memory" in error and "lots" in error
+    assert run.xenstore() == tree
+
+
+def test_migrate_receive_steps_need_a_uuid(run):
+    result = run.cli("migrate-receive", "arrived", check=False)
+    assert (result.returncode, result.stderr) == (
+        2, "Error: migrate-receive arrived: the guest's UUID is missing\n")

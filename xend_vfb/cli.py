@@ -557,6 +557,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         return args.handler(args, out, err)
+    except _UsageError as e:  # what argparse cannot say (one argument needs another)
+        _fail(err, str(e), None, False)
+        return EXIT_USAGE
     except XendVfbError as e:
         _fail(err, str(e), e, args.verbose)
     except KeyboardInterrupt:

@@ -742,16 +742,8 @@ class Guests(Service):
         record`) until its domain arrives; fires with its name.  One transaction, not
         the lock: a migration to this very host under another name holds the lock
         while it waits for this answer."""
-        try:
-            uuid, name, devices = sent["uuid"], sent["name"], sent["devices"]
-            config = DomainConfig.fromSXP(sxp.parse(sent["config"], "<migrating>"),
-                                          "<migrating>")
-            if not (isinstance(uuid, str) and uuid == config.uuid and name == config.name
-                    and isinstance(devices, list)
-                    and all(isinstance(row, dict) for row in devices)):
-                raise ValueError("its uuid, name or devices do not match its config")
-        except (KeyError, TypeError, ValueError, XendVfbError) as e:
-            raise DaemonError(f"not the record of a migrating guest: {e}") from None
+        config, devices = _checkSent(sent)
+        uuid, name = config.uuid, config.name
 
         @inlineCallbacks
         def write(tx):
@@ -795,6 +787,31 @@ class Guests(Service):
         record = yield self._read(uuid)
         if record is not None and record["state"] == INCOMING:
             yield self._forget(uuid)
+
+
+def _checkSent(sent: Any) -> tuple[DomainConfig, list[dict]]:
+    """The configuration and devices of a record another host sent (`receive`);
+    `DaemonError` naming what is wrong with it."""
+    def wrong(why: str) -> DaemonError:
+        return DaemonError(f"not the record of a migrating guest: {why}")
+
+    if not isinstance(sent, dict):
+        raise wrong("not a JSON object")
+    missing = [key for key in ("uuid", "name", "config", "devices") if key not in sent]
+    if missing:
+        raise wrong(f"no {', '.join(missing)}")
+    try:
+        config = DomainConfig.fromSXP(sxp.parse(str(sent["config"]), "<migrating>"),
+                                      "<migrating>")
+    except (ValueError, XendVfbError) as e:
+        raise wrong(str(e)) from None
+    if (sent["uuid"], sent["name"]) != (config.uuid, config.name):
+        raise wrong(f"uuid {sent['uuid']!r} and name {sent['name']!r} are not its config's "
+                    f"({config.uuid!r}, {config.name!r})")
+    devices = sent["devices"]
+    if not (isinstance(devices, list) and all(isinstance(row, dict) for row in devices)):
+        raise wrong("devices is not a list of objects")
+    return config, devices
 
 
 def _arriving(record: dict) -> bool:
