@@ -409,6 +409,7 @@ class Guests(Service):
         """Run `_reprobe` for `domid` in the background, unless one runs already."""
         if domid in self.reprobes:
             return
+
         def ended(_: object) -> None:
             del self.reprobes[domid]
 
@@ -423,7 +424,8 @@ class Guests(Service):
         write the devices again (if the domain still runs) and watch them as the
         re-probe would have."""
         uuid, domid = record["uuid"], record["pending"]["domid"]
-        if domid == record["domid"] and domid in domains:
+        runs = domid == record["domid"] and domid in domains
+        if runs:
             log.info("guest {name}: writing the devices an interrupted re-probe removed",
                      name=record["name"])
             domain = yield self.daemon.domain(domid)
@@ -431,7 +433,7 @@ class Guests(Service):
             yield self.daemon.backends.ensure(domain)
         yield self._update(uuid, pending=None)
         record["pending"] = None
-        if domid == record["domid"] and domid in domains:
+        if runs:
             self._startReprobe(record, domid)
 
     @inlineCallbacks
