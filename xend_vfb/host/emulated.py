@@ -4,7 +4,8 @@ It hands out domain ids from 1, writes `/local/domain/D/name`, `domid` and
 `vm`, creates the guest's memory file and runs one simulated guest
 (`xend-vfb-guest`) per domain; that process exiting means the domain stopped.
 It saves a guest as one file (a header, then its memory) and restores it as
-a new domain; a local migration is a save and a restore.
+a new domain; a migration is a save and a restore (to another host: the file
+goes to that host's `xend-vfb migrate-receive image`).
 """
 
 from __future__ import annotations
