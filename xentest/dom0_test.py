@@ -1568,10 +1568,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-plain-restore", dest="plain_restore", action="store_false",
                         help="skip the plain xl save + xl restore (the daemon's re-probe: "
                         "about a minute)")
-    # On request: it takes the plain restore's path (passed: 47 s to Connected, one
-    # re-probe), and another minute would bring a CI run near its 30.
-    parser.add_argument("--plain-migrate", action="store_true",
-                        help="also a plain local xl migrate (no -p: the same re-probe, "
+    parser.add_argument("--no-plain-migrate", dest="plain_migrate", action="store_false",
+                        help="skip the plain local xl migrate (no -p: the same re-probe, "
                         "about a minute)")
     parser.add_argument("--no-attach", dest="attach", action="store_false")
     # OSSTest's guest-localmigrate/x10.  Measured on the 2-core machine under TCG with
