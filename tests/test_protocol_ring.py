@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from xend_vfb.errors import GuestError
 from xend_vfb.protocol import fbif, kbdif
-from xend_vfb.protocol.ring import EVENT_SIZE
+from xend_vfb.protocol.ring import EVENT_SIZE, RingOverflow
 
 RINGS = [fbif.IN_RING, fbif.OUT_RING, kbdif.IN_RING, kbdif.OUT_RING]
 U32 = 2**32
@@ -167,8 +167,36 @@ def test_shortPage():
 def test_overflowMessageNamesRingAndCounters():
     page = bytearray(4096)
     setCounters(page, fbif.OUT_RING, 0, 52)
-    with pytest.raises(GuestError, match=r"vfb out ring overflow: prod=52 cons=0"):
+    with pytest.raises(RingOverflow, match=r"vfb out ring overflow: prod=52 cons=0"):
         fbif.OUT_RING.consume(page)
+
+
+@settings(max_examples=500, deadline=None)
+@given(ring=st.sampled_from(RINGS), cons=counters, prod=counters)
+def test_catchUpKeepsTheNewestRingFull(ring, cons, prod):
+    """After a catch-up the ring holds at most a ring-full, the newest: those the
+    producer wrote last, still in their slots; nothing outside cons changes."""
+    page = stampedPage(ring)
+    setCounters(page, ring, cons, prod)
+    before = bytes(page)
+    used = (prod - cons) % U32
+    assert ring.catchUp(page) == max(used - ring.length, 0)
+    kept = min(used, ring.length)
+    assert counter(page, ring.cons_offset) == (prod - kept) % U32
+    assert outside(page, ring, ring.cons_offset) == outside(before, ring, ring.cons_offset)
+    assert len(ring.consume(page)) == kept
+
+
+def test_overrunLikeLinuxFbfront():
+    """xen-fbfront's race: one event past full, then it writes on (its test is "== 51")."""
+    page = bytearray(4096)
+    produced = [fbif.UpdateEvent(n, 0, 1, 1).encode() for n in range(120)]
+    for n, raw in enumerate(produced):  # slots written in order, overwriting as Linux does
+        slot = fbif.OUT_RING.offset + (n % fbif.OUT_RING.length) * EVENT_SIZE
+        page[slot : slot + EVENT_SIZE] = raw
+    setCounters(page, fbif.OUT_RING, 0, len(produced))
+    assert fbif.OUT_RING.catchUp(page) == 120 - 51
+    assert fbif.OUT_RING.consume(page) == produced[-51:]
 
 
 @pytest.mark.parametrize("wrap", [memoryview, None])

@@ -28,6 +28,7 @@ from xend_vfb.errors import DeviceError, GuestError
 from xend_vfb.model import PASSWORD_EXPIRES
 from xend_vfb.protocol import fbif
 from xend_vfb.protocol.pixels import readRect
+from xend_vfb.protocol.ring import RingOverflow
 from xend_vfb.rfb.keymaps import loadKeymap
 from xend_vfb.rfb.server import VNC_BASE_PORT
 from xend_vfb.rfb.vncdisplay import VNCDisplay
@@ -76,8 +77,10 @@ class VfbOps(DeviceOps):
         self.memLength = 0
         self._poller: LoopingCall | None = None
         self._device: BackendDevice | None = None
-        #: For `status`: UPDATE events taken, copies out of guest memory made, their cost.
+        #: For `status`: UPDATE events taken, out-ring overflows lived through, copies
+        #: out of guest memory made, their cost.
         self.updatesReceived = 0
+        self.overflows = 0
         self.copies = 0
         self.copySeconds = 0.0
 
@@ -259,6 +262,7 @@ class VfbOps(DeviceOps):
             "sdl_display": self.sdl.display if self.sdl and self.sdl.viewers else None,
             "viewers": self._viewers(),
             "updates_received": self.updatesReceived,
+            "ring_overflows": self.overflows,
             "copies": self.copies,
             "copy_seconds": round(self.copySeconds, 3),
         }
@@ -283,7 +287,11 @@ class VfbOps(DeviceOps):
 
         An UPDATE only marks its rectangle stale: however fast the guest redraws,
         pixels are copied only when a display is about to show them."""
-        for raw in fbif.OUT_RING.consume(self.page.view):
+        try:
+            events = fbif.OUT_RING.consume(self.page.view)
+        except RingOverflow as e:
+            events = self._overflowed(e)
+        for raw in events:
             event = fbif.decodeOutEvent(raw)
             if isinstance(event, fbif.UpdateEvent):
                 self.updatesReceived += 1
@@ -295,6 +303,27 @@ class VfbOps(DeviceOps):
             else:
                 log.info("{device}: ignoring unknown event type {type}",
                          device=self._device, type=raw[0])
+
+    def _overflowed(self, error: RingOverflow) -> list[bytes]:
+        """Live through an out ring the guest overran: keep its newest ring-full of
+        events, redraw the whole screen for the lost ones.
+
+        Linux's xen-fbfront does overrun it: two of its writers can both find the
+        ring one short of full and both produce, and from then on its "exactly
+        full" test never stops it, so it writes on until we catch up.  Ending the
+        device for that would take a real guest's display; a redraw costs no more
+        than an UPDATE of the whole screen, which any guest may send."""
+        self.overflows += 1
+        if self.overflows == 1:
+            log.warn("{device}: {error}; the lost updates are redrawn whole "
+                     "(further overflows are only counted)",
+                     device=self._device, error=error)
+        fbif.OUT_RING.catchUp(self.page.view)
+        self.screen.invalidate(0, 0, self.geometry.width, self.geometry.height)
+        try:
+            return fbif.OUT_RING.consume(self.page.view)
+        except RingOverflow:
+            return []  # the guest moves the counters under us: again at its next notify
 
     def _setGeometry(self, geometry: fbif.Geometry) -> None:
         self.geometry = geometry

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from xend_vfb.errors import GuestError
 
-__all__ = ["EVENT_SIZE", "Page", "Ring"]
+__all__ = ["EVENT_SIZE", "Page", "Ring", "RingOverflow"]
 
 #: A mapped shared page (or a test's stand-in for one); must be writable.
 Page = bytearray | memoryview | mmap.mmap
@@ -39,6 +39,10 @@ EVENT_SIZE = 40
 
 _COUNTER = struct.Struct("<I")
 _MASK = 0xFFFFFFFF
+
+
+class RingOverflow(GuestError):
+    """The counters claim more events than the ring holds."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Ring:
 
         Returns copies of the slots (so a guest rewriting a slot afterwards cannot
         change what we dispatch) and advances ``cons`` past them.  Raises
-        `GuestError` when the counters claim more events than the ring holds.
+        `RingOverflow` when the counters claim more events than the ring holds.
         """
         prod, cons, pending = self._counters(page)
         # barrier: rmb() here in C, so no slot is read before the prod value above.
@@ -78,13 +82,25 @@ class Ring:
         _COUNTER.pack_into(page, self.cons_offset, prod)
         return events
 
+    def catchUp(self, page: Page) -> int:
+        """Move ``cons`` to one ring-full behind ``prod``; for a consumer whose producer
+        overran the ring.  The newest ``length`` events are still in their slots and
+        the next `consume` takes them; the older ones were overwritten.  Returns how
+        many were lost."""
+        self._checkPage(page)
+        prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
+        cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
+        lost = max(((prod - cons) & _MASK) - self.length, 0)
+        _COUNTER.pack_into(page, self.cons_offset, (cons + lost) & _MASK)
+        return lost
+
     def produce(self, page: Page, events: Sequence[bytes]) -> int:
         """Publish as many ``events`` as fit; called by whoever owns this ring's ``prod``.
 
         Returns how many were written, from the front (the rest did not fit:
         the caller drops or retries them).  Never touches a slot the consumer
         has not released; a ``cons`` that claims more than the ring holds
-        raises `GuestError`.  Each event must be exactly ``event_size`` bytes
+        raises `RingOverflow`.  Each event must be exactly ``event_size`` bytes
         (the encoders' output).
         """
         self._checkPage(page)
@@ -114,13 +130,13 @@ class Ring:
 
     def _counters(self, page: Page) -> tuple[int, int, int]:
         """``prod``, ``cons`` and how many events are in the ring between them, read
-        once each; `GuestError` when they claim more than the ring holds."""
+        once each; `RingOverflow` when they claim more than the ring holds."""
         self._checkPage(page)
         prod = _COUNTER.unpack_from(page, self.prod_offset)[0]
         cons = _COUNTER.unpack_from(page, self.cons_offset)[0]
         inRing = (prod - cons) & _MASK
         if inRing > self.length:
-            raise GuestError(
+            raise RingOverflow(
                 f"{self.name} ring overflow: prod={prod} cons={cons} "
                 f"({inRing} in a ring of {self.length})"
             )
