@@ -582,16 +582,25 @@ class Guests(Service):
     @inlineCallbacks
     def _migrate(self, domid: int, host: str):
         record = yield self.recordOf(domid)
-        if record is not None:
-            yield self._update(record["uuid"], pending=ARRIVING)
-        try:
-            record, new = yield self._leave(domid, self.daemon.host.migrate, host, None)
-        except BaseException:
-            if record is not None:
-                yield self._update(record["uuid"], pending=None)
-            raise
+        uuid = record["uuid"] if record is not None else None
+        record, new = yield self._arrivingDuring(
+            uuid, self._leave, domid, self.daemon.host.migrate, host, None)
         yield self._arrived(record, new)
         return new
+
+    @inlineCallbacks
+    def _arrivingDuring(self, uuid: str | None, bringIn: Any, *arguments: Any):
+        """Run `bringIn(*arguments)` (a restore, a local migration) while the record of
+        guest `uuid` says it is arriving: its domain comes in paused, and the daemon
+        must not let it run before `_arrived` has given it its devices."""
+        if uuid is not None:
+            yield self._update(uuid, pending=ARRIVING)
+        try:
+            return (yield bringIn(*arguments))
+        except BaseException:
+            if uuid is not None:
+                yield self._update(uuid, pending=None)
+            raise
 
     @inlineCallbacks
     def _migrateAway(self, domid: int, host: str):
@@ -699,14 +708,8 @@ class Guests(Service):
     def _restore(self, path: str):
         _, uuid = yield self.daemon.host.savedGuest(path)
         known = (yield self._read(uuid)) if uuid else None
-        if known is not None:
-            yield self._update(uuid, pending=ARRIVING)
-        try:
-            domid = yield self.daemon.host.restore(path)
-        except BaseException:
-            if known is not None:
-                yield self._update(uuid, pending=None)
-            raise
+        domid = yield self._arrivingDuring(
+            uuid if known is not None else None, self.daemon.host.restore, path)
         info = (yield self.daemon.host.domains()).get(domid)
         record = (yield self._read(info.uuid)) if info is not None else None
         if record is None:
