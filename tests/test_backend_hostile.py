@@ -228,6 +228,17 @@ def connectedHostile(xs, guestFactory, backendProcess):
     return guest, backend, area, guest.device("vfb", 1)
 
 
+def assertDrawingShown(backend, bad, what):
+    """The bad display draws a small square; the backend's screen shows it."""
+    bad.draw(0, 0, 8, 8, pixel(1, 2, 3) * 64)
+
+    @inlineCallbacks
+    def drawn():
+        return (yield screenshot(backend, 1)).getpixel((7, 7)) == (1, 2, 3)
+
+    return waitFor(drawn, what, 10)
+
+
 def sendRaw(bad, *events):
     """Produce raw events into the bad device's out ring and notify the backend."""
     assert fbif.OUT_RING.produce(bad.shared.view, [event.encode() for event in events]) == len(
@@ -247,13 +258,7 @@ def test_runaway_out_ring_is_lived_through(ahead, xs, guestFactory, backendProce
     struct.pack_into("<I", view, 12, (cons + ahead) & 0xFFFFFFFF)
     bad.notify()
     yield waitFor(lambda: "vfb out ring overflow" in backend.log(), "the overflow in the log", 10)
-    bad.draw(0, 0, 8, 8, pixel(1, 2, 3) * 64)
-
-    @inlineCallbacks
-    def drawn():
-        return (yield screenshot(backend, 1)).getpixel((7, 7)) == (1, 2, 3)
-
-    yield waitFor(drawn, "an update after the overflow", 10)
+    yield assertDrawingShown(backend, bad, "an update after the overflow")
     assert (yield xs.readOrNone(f"{area}/error")) is None
     assert (yield xs.read(f"{area}/state")) == "4"
     devices = (yield status(backend))["devices"]
@@ -289,13 +294,7 @@ def test_out_of_range_updates_are_clipped(xs, guestFactory, backendProcess):
             fbif.UpdateEvent((1 << 31) - 1, (1 << 31) - 1, (1 << 31) - 1, (1 << 31) - 1))
     struct.pack_into("<B", bad.shared.view, 0, 0)  # a stray byte, nothing more
     # A valid rectangle drawn afterwards shows up: every event before it was handled.
-    bad.draw(0, 0, 8, 8, pixel(1, 2, 3) * 64)
-
-    @inlineCallbacks
-    def drawn():
-        return (yield screenshot(backend, 1)).getpixel((7, 7)) == (1, 2, 3)
-
-    yield waitFor(drawn, "the valid update after the bad ones", 10)
+    yield assertDrawingShown(backend, bad, "the valid update after the bad ones")
     assert (yield xs.readOrNone(f"{area}/error")) is None
     assert (yield xs.read(f"{area}/state")) == "4"
     yield assertGoodDisplayServed(xs, backend)
