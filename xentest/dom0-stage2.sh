@@ -53,12 +53,15 @@ if [ $rc -ne 0 ]; then
         echo "== xenstored over its socket"; timeout 5 xenstore-ls -f /local/domain/0/backend
         echo "== xenstored over /dev/xen/xenbus"
         XENSTORED_PATH=/dev/xen/xenbus timeout 5 xenstore-read /local/domain/0/name
+        echo "== domains"; timeout 20 xl list -v
+        echo "== xl info"; timeout 20 xl info
         echo "== processes"; ps -eo pid,stat,wchan:32,args
         echo "== blocked tasks"; echo w > /proc/sysrq-trigger; sleep 1; dmesg | tail -150
     } > "$OUT/diagnostics.txt" 2>&1
 fi
 xl dmesg > "$OUT/xl-dmesg.txt" 2>&1
 cp -a /var/log/xen/console/. "$OUT/" 2>/dev/null
+mkdir -p "$OUT/xl-logs" && cp -a /var/log/xen/*.log "$OUT/xl-logs/" 2>/dev/null
 cp -a "$XEND_VFB_RUN_DIR"/*.log "$OUT/" 2>/dev/null
 say "driver exit status $rc up $(up)s"
 exit $rc

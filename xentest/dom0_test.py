@@ -106,9 +106,18 @@ class Report:
 
 def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    # All of a failed command's output: xl's first error line is the one that says why.
     log(f"$ {' '.join(argv)} -> {result.returncode}"
-        + (f": {(result.stderr or result.stdout).strip()[-400:]}" if result.returncode else ""))
+        + (f": {(result.stderr or result.stdout).strip()}" if result.returncode else ""))
     return result
+
+
+def logDomains(why: str) -> None:
+    """Xen's domains and free memory into the log, for a step that failed."""
+    listed = subprocess.run(["xl", "list", "-v"], capture_output=True, text=True, timeout=60)
+    info = subprocess.run(["xl", "info"], capture_output=True, text=True, timeout=60)
+    free = [line for line in info.stdout.splitlines() if "memory" in line]
+    log(f"{why}: xl list -v:\n{listed.stdout}{listed.stderr}xl info: {free}")
 
 
 def sleep(reactor, seconds: float):
@@ -988,6 +997,7 @@ class Harness:
             result = self.cli("migrate", GUEST, "localhost", timeout=600)
             if not r.check(f"{label}: xend-vfb migrate {GUEST} localhost",
                            result.returncode == 0, (result.stderr or result.stdout).strip()[-300:]):
+                logDomains(f"{label} failed")
                 return (yield self.domidOf(xs, GUEST)) is not None
             if n == 0 or n == self.args.migrations:
                 domid = yield self.displayBack(xs, label, started, old)
@@ -1048,6 +1058,7 @@ class Harness:
         result = run("xl", "migrate", "-s", "", str(old), "xl migrate-receive", timeout=600)
         if not r.check("xl-migrate: plain xl migrate to this host", result.returncode == 0,
                        (result.stderr or result.stdout).strip()[-300:]):
+            logDomains("xl-migrate failed")
             return (yield self.domidOf(xs, GUEST)) is not None
         domid = yield self.displayBack(xs, "xl-migrate", started, old)
         r.metric("xl-migrate: devices re-probed by the daemon (times)",
